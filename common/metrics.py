@@ -1,0 +1,194 @@
+"""Alignment metrics of study.md section 4, vectorised over all prompts at once.
+
+Every prompt is laid on one global character axis (prompt ``i`` starts at ``offset[i]``, with a
+one-character gap between prompts), so spans of different prompts can never overlap and all
+pair sums become prefix-sum lookups:
+
+* top-k: per prompt, the k units with the highest score, ties in prompt order;
+* precision = sum over prompts of sum_{h in set(H), m in set(M), |m|>0} |h∩m|/|m|, divided by
+  the number of top-k units; recall likewise with /|h|, divided by the number of human spans;
+  F1 = 2PR/(P+R) from the pooled P and R;
+* Krippendorff's alpha (nominal) over all units pooled: human code = the unit overlaps a human
+  span, model code = the unit overlaps a top-k unit. Two coders and no missing values reduce
+  alpha to ``1 - (n - 1) * D / (n0 * n1)`` (``n`` = 2 x units, ``D`` = disagreeing units,
+  ``n0``/``n1`` = codes 0/1 over both coders), identical to the ``krippendorff`` package.
+
+Overlap is ``a1 > b0 and a0 < b1`` on half-open spans, as in the published scorer (so empty
+spans overlap what strictly contains them). ``common.reference`` holds the per-prompt
+pure-Python implementation these functions are tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dataset import LABELS, Keyword
+
+KS = (5, 10, 20)
+
+
+@dataclass(frozen=True)
+class Score:
+    k: int
+    precision: float
+    recall: float
+    f1: float
+    alpha: float
+    n_prompts: int
+    n_units: int
+    n_topk: int
+    n_human: int
+
+
+def f1_of(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def alpha_binary(human: np.ndarray, model: np.ndarray) -> float:
+    """Krippendorff's nominal alpha for two coders, binary codes, no missing values."""
+    human = np.asarray(human, dtype=bool)
+    model = np.asarray(model, dtype=bool)
+    n = 2 * human.size
+    n1 = int(human.sum() + model.sum())
+    n0 = n - n1
+    if n0 == 0 or n1 == 0:
+        return float("nan")  # one value only: alpha is undefined
+    disagree = int((human != model).sum())
+    return 1.0 - (n - 1) * disagree / (n0 * n1)
+
+
+def overlaps_any(units: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """For each unit ``(u0, u1)``: does some span ``(h0, h1)`` satisfy ``h1 > u0 and h0 < u1``?
+
+    Counted with sorted searches: #(h0 < u1) - #(h1 <= u0), plus back the empty spans sitting
+    exactly on an empty unit (counted in the second term but not the first).
+    """
+    if len(units) == 0:
+        return np.zeros(0, dtype=bool)
+    if len(spans) == 0:
+        return np.zeros(len(units), dtype=bool)
+    h0, h1 = np.sort(spans[:, 0]), np.sort(spans[:, 1])
+    u0, u1 = units[:, 0], units[:, 1]
+    count = np.searchsorted(h0, u1, "left") - np.searchsorted(h1, u0, "right")
+    empty = np.sort(spans[spans[:, 0] == spans[:, 1], 0])
+    if len(empty):
+        on = np.searchsorted(empty, u0, "right") - np.searchsorted(empty, u0, "left")
+        count = count + np.where(u0 == u1, on, 0)
+    return count > 0
+
+
+def _coverage_prefix(spans: np.ndarray, length: int) -> np.ndarray:
+    """Prefix sums of how many spans cover each character of the global axis."""
+    diff = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(diff, spans[:, 0], 1)
+    np.add.at(diff, spans[:, 1], -1)
+    cover = np.cumsum(diff[:length])
+    return np.concatenate([[0], np.cumsum(cover)])
+
+
+def _unique_rows(spans: np.ndarray) -> np.ndarray:
+    return np.unique(spans, axis=0) if len(spans) else spans.reshape(0, 2)
+
+
+class LabelIndex:
+    """Human spans of every prompt on the global axis; build once, score many results."""
+
+    def __init__(self, labels: Mapping[str, Iterable], benchmark_of: Mapping[str, str] | None = None):
+        self.prompts = list(labels)
+        self.position = {p: i for i, p in enumerate(self.prompts)}
+        lengths = np.fromiter((len(p) + 1 for p in self.prompts), dtype=np.int64,
+                              count=len(self.prompts))
+        self.offset = np.concatenate([[0], np.cumsum(lengths)])
+        self.length = int(self.offset[-1])
+        self.benchmark_of = dict(benchmark_of or {})
+        spans, owner, kinds = [], [], []
+        for i, p in enumerate(self.prompts):
+            for item in labels[p]:
+                if isinstance(item, Keyword):
+                    spans.append((item.start, item.end))
+                    kinds.append(item.label)
+                else:
+                    spans.append(tuple(item))
+                    kinds.append("")
+                owner.append(i)
+        self.owner = np.asarray(owner, dtype=np.int64)
+        self.spans = (np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+                      + self.offset[self.owner][:, None])
+        self.kinds = np.asarray(kinds, dtype=object)
+
+
+class Scorer:
+    """One result against one :class:`LabelIndex`; ``score(k)`` is cheap for every k.
+
+    ``result``: prompt text -> object with ``spans`` ``(n, 2)`` and ``scores`` ``(n,)`` (a
+    :class:`common.results.PromptScores`). Only prompts of ``prompts`` (default: all of the
+    result) that have labels are scored.
+    """
+
+    def __init__(self, result: Mapping, index: LabelIndex, prompts: Iterable[str] | None = None):
+        chosen = [p for p in (result if prompts is None else prompts)
+                  if p in index.position and p in result]
+        self.index = index
+        self.n_prompts = len(chosen)
+        pos = np.fromiter((index.position[p] for p in chosen), dtype=np.int64, count=len(chosen))
+        parts = [result[p] for p in chosen]
+        sizes = np.fromiter((len(r.scores) for r in parts), dtype=np.int64, count=len(parts))
+        owner = np.repeat(pos, sizes)
+        if parts:
+            spans = np.concatenate([np.asarray(r.spans, dtype=np.int64).reshape(-1, 2) for r in parts])
+            scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in parts])
+        else:
+            spans, scores = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+        self.units = spans + index.offset[owner][:, None]
+        # rank of each unit inside its prompt: by score descending, ties in prompt order
+        order = np.lexsort((np.arange(len(scores)), -scores, owner))
+        sorted_owner = owner[order]
+        self.rank = np.empty(len(scores), dtype=np.int64)
+        self.rank[order] = np.arange(len(scores)) - np.searchsorted(sorted_owner, sorted_owner, "left")
+        chosen_mask = np.zeros(len(index.prompts), dtype=bool)
+        chosen_mask[pos] = True
+        keep = chosen_mask[index.owner]
+        self.human = index.spans[keep]
+        self.human_kinds = index.kinds[keep]
+        self.human_unique = _unique_rows(self.human)
+        self.human_prefix = _coverage_prefix(self.human_unique, index.length)
+        self.unit_is_human = overlaps_any(self.units, self.human)
+
+    def topk_mask(self, k: int) -> np.ndarray:
+        return self.rank < k
+
+    def score(self, k: int) -> Score:
+        top = self.units[self.topk_mask(k)]
+        top_unique = _unique_rows(top)
+        # precision: each unique top-k unit, human coverage inside it / its length
+        width = top_unique[:, 1] - top_unique[:, 0]
+        covered = self.human_prefix[top_unique[:, 1]] - self.human_prefix[top_unique[:, 0]]
+        p_sum = float(np.sum(np.divide(covered, width, out=np.zeros(len(width)), where=width > 0)))
+        # recall: each unique human span, top-k coverage inside it / its length
+        model_prefix = _coverage_prefix(top_unique, self.index.length)
+        hu = self.human_unique
+        h_width = hu[:, 1] - hu[:, 0]
+        h_cov = model_prefix[hu[:, 1]] - model_prefix[hu[:, 0]]
+        r_sum = float(np.sum(np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)))
+        precision = p_sum / len(top) if len(top) else 0.0
+        recall = r_sum / len(self.human) if len(self.human) else 0.0
+        alpha = alpha_binary(self.unit_is_human, overlaps_any(self.units, top))
+        return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
+                     len(self.units), len(top), len(self.human))
+
+    def label_coverage(self, k: int) -> dict[str, float]:
+        """Share of human keywords of each type that overlap a top-k unit."""
+        hit = overlaps_any(self.human, self.units[self.topk_mask(k)])
+        return {label: float(hit[self.human_kinds == label].mean())
+                if (self.human_kinds == label).any() else float("nan") for label in LABELS}
+
+
+def score(result: Mapping, labels: Mapping[str, Iterable] | LabelIndex, ks: Iterable[int] = KS,
+          prompts: Iterable[str] | None = None) -> dict[int, Score]:
+    """Score one result at each k; ``labels`` is prompt -> spans (or Keywords) or an index."""
+    index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
+    scorer = Scorer(result, index, prompts)
+    return {k: scorer.score(k) for k in ks}

@@ -1,0 +1,16 @@
+"""Where things live in a checkout. Every path can be redirected for tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Published upstream files and MBPP are fetched below this folder (git-ignored data).
+DATASET_DIR = Path(os.environ.get("ATTN_DATASET_DIR", ROOT / "dataset"))
+#: Attention results: published pickles in ``published/``, our own runs as JSON beside them.
+RESULT_DIR = Path(os.environ.get("ATTN_RESULT_DIR", ROOT / "experiment_result"))
+PUBLISHED_RESULT_DIR = RESULT_DIR / "published"
+ANALYSIS_OUTPUT_DIR = Path(os.environ.get("ATTN_ANALYSIS_OUTPUT", ROOT / "analysis" / "output"))
+OTHER_DATA_DIR = ROOT / "other_data"

@@ -1,0 +1,276 @@
+"""Attention results: one object per (method, model), loaded from published pickles or from
+our own JSON-lines files, saved atomically and appended resumably.
+
+A result maps each prompt text to its scored units: half-open character spans in the prompt
+(prompt order) and one score per unit. Published pickles carry unit *texts*; they are located
+in the prompt with :func:`common.align.locate` on load.
+
+File format of our own runs (``experiment_result/<method>_<model>.jsonl``)::
+
+    {"format": "attention-alignment/1", "method": ..., "model": ..., "meta": {...}}
+    {"task_id": ..., "prompt": ..., "spans": [[a, b], ...], "scores": [...], "generation": ...}
+    {"task_id": ..., "prompt": ..., "failure": "reason", "generation": ...}
+
+One line per task, appended and flushed as each task finishes, so a killed run loses at most
+the task in progress; a torn last line is dropped when the file is next opened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import align, safe_pickle
+from .atomic import atomic_path
+
+FORMAT = "attention-alignment/1"
+
+SELF_ATTENTION_METHODS = ("reading_first", "reading_last", "reading_all",
+                          "coding_first", "coding_last", "coding_all")
+GRADIENT_METHODS = ("saliency_reading", "saliency_coding",
+                    "inputxgradient_reading", "inputxgradient_coding")
+PERTURBATION_METHODS = ("bert_perturbation", "shap_perturbation")
+#: The twelve methods in the order of the paper's Table 3.
+PAPER_METHODS = (PERTURBATION_METHODS + ("inputxgradient_reading", "inputxgradient_coding",
+                 "saliency_reading", "saliency_coding") + SELF_ATTENTION_METHODS)
+PAPER_MODELS = ("incoder", "codegen", "codeparrot", "gptj", "polycoder")
+
+
+class ResultFileError(ValueError):
+    """A result file is malformed; the message names the file and the entry."""
+
+
+@dataclass
+class PromptScores:
+    """Scored units of one prompt: ``spans`` ``(n, 2)`` int64, ``scores`` ``(n,)`` float64."""
+
+    spans: np.ndarray
+    scores: np.ndarray
+    task_id: str | None = None
+
+    def texts(self, prompt: str) -> list[str]:
+        return [prompt[a:b] for a, b in self.spans]
+
+    def top_k(self, k: int) -> np.ndarray:
+        """Indices of the k highest scores; ties keep prompt order (a stable sort)."""
+        return np.argsort(-self.scores, kind="stable")[:k]
+
+
+@dataclass
+class AttentionResult:
+    method: str
+    model: str
+    prompts: dict[str, PromptScores]
+    source: str = "computed"
+    failures: dict[str, str] = field(default_factory=dict)
+    generations: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_{self.model}"
+
+    # -- published pickles -------------------------------------------------------------------
+    @classmethod
+    def from_published(cls, path: str | os.PathLike, spaceless: bool = False,
+                       method: str | None = None, model: str | None = None) -> AttentionResult:
+        """Load ``{method}_{model}.pkl`` (untrusted) and locate its token texts in each prompt."""
+        path = Path(path)
+        if method is None or model is None:
+            method, _, model = path.stem.rpartition("_")
+        data = safe_pickle.load(path)
+        if not isinstance(data, dict):
+            raise ResultFileError(f"{path}: expected a dict prompt -> [(token, score), ...]")
+        prompts = {}
+        for n, (prompt, pairs) in enumerate(data.items(), 1):
+            if not isinstance(prompt, str) or not isinstance(pairs, list | tuple):
+                raise ResultFileError(f"{path}, entry {n}: expected str -> list of (token, score)")
+            texts, scores = [], []
+            for j, pair in enumerate(pairs):
+                try:
+                    text, score = pair
+                    score = float(score)
+                except (TypeError, ValueError):
+                    raise ResultFileError(f"{path}, entry {n}, unit {j}: {pair!r} is not "
+                                          f"(token, score)") from None
+                if not isinstance(text, str) or not math.isfinite(score):
+                    raise ResultFileError(f"{path}, entry {n}, unit {j}: bad unit {pair!r}")
+                texts.append(text)
+                scores.append(score)
+            found = align.locate(prompt, texts, spaceless=spaceless)
+            idx = np.asarray([f[0] for f in found], dtype=np.int64)
+            prompts[prompt] = PromptScores(
+                np.asarray([f[1:] for f in found], dtype=np.int64).reshape(-1, 2),
+                np.asarray(scores, dtype=np.float64)[idx] if len(idx) else np.zeros(0))
+        return cls(method, model, prompts, source="published",
+                   meta={"spaceless": spaceless}, path=path)
+
+    # -- our own files -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AttentionResult:
+        path = Path(path)
+        header, records = _read_jsonl(path)
+        result = cls(header["method"], header["model"], {}, source="computed",
+                     meta=header.get("meta", {}), path=path)
+        for n, rec in records:
+            result._add_record(rec, f"{path}, line {n}")
+        return result
+
+    def _add_record(self, rec: dict, where: str) -> None:
+        tid, prompt = rec.get("task_id"), rec.get("prompt")
+        if not isinstance(tid, str) or not isinstance(prompt, str):
+            raise ResultFileError(f"{where}: a record needs string 'task_id' and 'prompt'")
+        if isinstance(rec.get("generation"), str):
+            self.generations[tid] = rec["generation"]
+        if "failure" in rec:
+            self.failures[tid] = str(rec["failure"])
+            return
+        try:
+            spans = np.asarray(rec["spans"], dtype=np.int64).reshape(-1, 2)
+            scores = np.asarray(rec["scores"], dtype=np.float64).reshape(-1)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ResultFileError(f"{where}: bad spans or scores ({exc})") from None
+        if len(spans) != len(scores) or not np.isfinite(scores).all():
+            raise ResultFileError(f"{where}: {len(spans)} spans, {len(scores)} scores, "
+                                  f"or a non-finite score")
+        if len(spans) and (spans.min() < 0 or spans[:, 1].max() > len(prompt)
+                           or (spans[:, 1] < spans[:, 0]).any()):
+            raise ResultFileError(f"{where}: a span lies outside the prompt")
+        self.prompts.setdefault(prompt, PromptScores(spans, scores, tid))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the whole result atomically as JSON lines."""
+        path = Path(path)
+        by_prompt = {ps.task_id: (p, ps) for p, ps in self.prompts.items()}
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(_header(self.method, self.model, self.meta)) + "\n")
+            for tid, (prompt, ps) in by_prompt.items():
+                f.write(json.dumps(_record(tid, prompt, ps.spans, ps.scores,
+                                           self.generations.get(tid))) + "\n")
+            for tid, reason in self.failures.items():
+                f.write(json.dumps({"task_id": tid, "prompt": "", "failure": reason,
+                                    "generation": self.generations.get(tid)}) + "\n")
+        self.path = path
+        return path
+
+
+def _header(method: str, model: str, meta: dict) -> dict:
+    return {"format": FORMAT, "method": method, "model": model, "meta": meta}
+
+
+def _record(task_id, prompt, spans, scores, generation=None) -> dict:
+    rec = {"task_id": task_id, "prompt": prompt,
+           "spans": np.asarray(spans, dtype=np.int64).reshape(-1, 2).tolist(),
+           "scores": [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(-1)]}
+    if generation is not None:
+        rec["generation"] = generation
+    return rec
+
+
+def _read_jsonl(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
+    """Header and records; a torn (unterminated, unparsable) last line is ignored."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    complete = lines[:-1]  # text after the last newline is a torn write
+    if not complete:
+        raise ResultFileError(f"{path}: empty result file")
+    try:
+        header = json.loads(complete[0])
+    except json.JSONDecodeError:
+        raise ResultFileError(f"{path}, line 1: not a JSON header") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ResultFileError(f"{path}, line 1: not an {FORMAT} header")
+    records = []
+    for n, line in enumerate(complete[1:], 2):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise ResultFileError(f"{path}, line {n}: not JSON") from None
+        if not isinstance(rec, dict):
+            raise ResultFileError(f"{path}, line {n}: not a JSON object")
+        records.append((n, rec))
+    return header, records
+
+
+class ResultWriter:
+    """Append task records to a result file as they finish; reopening resumes.
+
+    ``done`` holds the task ids already recorded (scored or failed). A torn last line left by
+    a killed run is cut off (atomically) when the writer opens the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, method: str, model: str, meta: dict | None = None):
+        self.path = Path(path)
+        self.done: set[str] = set()
+        if self.path.exists():
+            header, records = _read_jsonl(self.path)
+            if (header["method"], header["model"]) != (method, model):
+                raise ResultFileError(f"{self.path} holds {header['method']}_{header['model']}, "
+                                      f"not {method}_{model}")
+            self.done = {r.get("task_id") for _, r in records}
+            text = self.path.read_text(encoding="utf-8")
+            if not text.endswith("\n"):
+                with atomic_path(self.path) as tmp:
+                    tmp.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
+        else:
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(_header(method, model, meta or {})) + "\n",
+                               encoding="utf-8")
+
+    def _append(self, rec: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done.add(rec["task_id"])
+
+    def add(self, task_id: str, prompt: str, spans, scores, generation: str | None = None) -> None:
+        self._append(_record(task_id, prompt, spans, scores, generation))
+
+    def fail(self, task_id: str, prompt: str, reason: str, generation: str | None = None) -> None:
+        rec = {"task_id": task_id, "prompt": prompt, "failure": reason}
+        if generation is not None:
+            rec["generation"] = generation
+        self._append(rec)
+
+
+_PUBLISHED_NAME = re.compile(r"^(?P<method>.+)_(?P<model>[^_]+)$")
+
+
+def discover(result_dir: str | os.PathLike, published_dir: str | os.PathLike | None = None,
+             ) -> list[tuple[str, str, str, Path]]:
+    """``(source, method, model, path)`` of every result file: published pickles in
+    ``published_dir`` (default ``<result_dir>/published``) and our JSON-lines files."""
+    result_dir = Path(result_dir)
+    published_dir = Path(published_dir) if published_dir else result_dir / "published"
+    found = []
+    for p in sorted(published_dir.glob("*.pkl")):
+        m = _PUBLISHED_NAME.match(p.stem)
+        if m:
+            found.append(("published", m["method"], m["model"], p))
+    for p in sorted(result_dir.glob("*.jsonl")):
+        try:
+            header = json.loads(p.open(encoding="utf-8").readline())
+        except (json.JSONDecodeError, OSError):
+            raise ResultFileError(f"{p}, line 1: not a JSON header") from None
+        if isinstance(header, dict) and header.get("format") == FORMAT:
+            found.append(("computed", header["method"], header["model"], p))
+    return found
+
+
+def model_slug(model: str) -> str:
+    """A file-name-safe form of a model id (``org/name`` -> ``org--name``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", model.replace("/", "--")).strip("-")
+
+
+def result_path(result_dir: str | os.PathLike, method: str, model: str) -> Path:
+    return Path(result_dir) / f"{method}_{model_slug(model)}.jsonl"
