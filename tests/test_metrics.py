@@ -1,0 +1,146 @@
+"""Hand-computed cases for top-k, P/R/F1 and alpha; the vectorised scorer against the
+per-prompt reference on random data."""
+
+import krippendorff
+import numpy as np
+import pytest
+
+from common.metrics import LabelIndex, Ranked, Scorer, alpha_binary, overlaps_any, score
+from common.reference import score_reference
+from common.results import PromptScores
+
+
+def ps(spans, scores):
+    return PromptScores(np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+                        np.asarray(scores, dtype=np.float64))
+
+
+PROMPT = "abcdefghij"
+
+
+def test_hand_computed_precision_recall_f1_alpha():
+    # units (0,2)=.9 (2,5)=.1 (5,6)=.5 (6,10)=.5; humans (1,3) (6,8); k=2.
+    # top-2: (0,2), then the tie at .5 resolved in prompt order -> (5,6).
+    # P: |(1,3)&(0,2)|/|(0,2)| = 1/2, over 2 top units -> .25; R: 1/2 over 2 humans -> .25.
+    # human codes [1,1,0,1], model codes [1,0,1,0]: D=3, n=8, n1=5, n0=3
+    # alpha = 1 - 7*3/(3*5) = -0.4
+    result = {PROMPT: ps([(0, 2), (2, 5), (5, 6), (6, 10)], [0.9, 0.1, 0.5, 0.5])}
+    s = score(result, {PROMPT: [(1, 3), (6, 8)]}, ks=[2])[2]
+    assert s.precision == pytest.approx(0.25)
+    assert s.recall == pytest.approx(0.25)
+    assert s.f1 == pytest.approx(0.25)
+    assert s.alpha == pytest.approx(-0.4)
+    assert (s.n_topk, s.n_human, s.n_units) == (2, 2, 4)
+
+
+def test_top_k_ties_keep_prompt_order():
+    result = {PROMPT: ps([(0, 1), (1, 2), (2, 3), (3, 4)], [1.0, 1.0, 1.0, 1.0])}
+    scorer = Scorer(result, LabelIndex({PROMPT: [(2, 3)]}))
+    assert scorer.units[scorer.topk_mask(2)].tolist() == [[0, 1], [1, 2]]
+    assert result[PROMPT].top_k(2).tolist() == [0, 1]
+    # the human word is third in prompt order: outside the top-2 despite the equal score
+    assert score(result, {PROMPT: [(2, 3)]}, ks=[2])[2].recall == 0.0
+
+
+def test_duplicate_human_spans_counted_once_in_sums_but_twice_in_denominator():
+    # set(H) in the numerator, len(H) in the denominator, as the published scorer does
+    result = {PROMPT: ps([(0, 4)], [1.0])}
+    s = score(result, {PROMPT: [(0, 2), (0, 2)]}, ks=[1])[1]
+    assert s.precision == pytest.approx(2 / 4)
+    assert s.recall == pytest.approx(1.0 / 2)
+
+
+def test_recall_uses_human_length_and_partial_overlaps():
+    # human (2,6) covered on 2 chars by (0,4) and on 2 chars by (4,8): recall 4/4
+    result = {PROMPT: ps([(0, 4), (4, 8)], [2.0, 1.0])}
+    s = score(result, {PROMPT: [(2, 6)]}, ks=[2])[2]
+    assert s.recall == pytest.approx(1.0)
+    assert s.precision == pytest.approx((2 / 4 + 2 / 4) / 2)
+
+
+def test_overlap_rule_for_empty_spans():
+    units = np.array([[2, 5], [3, 3], [3, 3], [7, 9]])
+    # empty human (3,3) lies strictly inside (2,5); an empty unit (3,3) inside human (2,5);
+    # two empty spans at the same point do not overlap; touching ends do not overlap.
+    assert overlaps_any(units, np.array([[3, 3]])).tolist() == [True, False, False, False]
+    assert overlaps_any(units, np.array([[2, 5]])).tolist() == [True, True, True, False]
+    assert overlaps_any(units, np.array([[5, 7]])).tolist() == [False, False, False, False]
+    assert overlaps_any(units, np.zeros((0, 2), dtype=np.int64)).tolist() == [False] * 4
+
+
+def test_alpha_closed_form_matches_krippendorff_package():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(5, 400))
+        h = rng.random(n) < rng.random()
+        m = rng.random(n) < rng.random()
+        if len(set(h) | set(m)) < 2:
+            continue
+        ref = krippendorff.alpha(reliability_data=[h.astype(int), m.astype(int)],
+                                 level_of_measurement="nominal")
+        assert alpha_binary(h, m) == pytest.approx(ref, abs=1e-12)
+
+
+def test_alpha_undefined_with_one_value():
+    assert np.isnan(alpha_binary(np.ones(4, bool), np.ones(4, bool)))
+
+
+def _random_case(rng, n_prompts=30):
+    result, labels = {}, {}
+    for i in range(n_prompts):
+        length = int(rng.integers(5, 60))
+        prompt = f"{i:03d}" + "x" * length
+        cuts = np.sort(rng.choice(np.arange(1, len(prompt)), size=min(8, len(prompt) - 1),
+                                  replace=False))
+        bounds = np.concatenate([[0], cuts, [len(prompt)]])
+        spans = np.stack([bounds[:-1], bounds[1:]], axis=1)
+        if rng.random() < 0.3:  # an empty unit, as an unfound-then-empty token could give
+            spans = np.vstack([spans, [[int(spans[1, 0]), int(spans[1, 0])]]])
+            spans = spans[np.argsort(spans[:, 0], kind="stable")]
+        scores = rng.integers(0, 4, size=len(spans)).astype(float)  # many ties
+        result[prompt] = ps(spans, scores)
+        hs = []
+        for _ in range(int(rng.integers(0, 6))):
+            a = int(rng.integers(0, len(prompt)))
+            b = int(rng.integers(a, min(len(prompt), a + 8) + 1))
+            hs.append((a, b))
+        if hs and rng.random() < 0.3:
+            hs.append(hs[0])  # duplicates, as in the published file
+        labels[prompt] = hs
+    return result, labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_equals_reference_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    result, labels = _random_case(rng)
+    ref_input = {p: [(tuple(s), float(v)) for s, v in zip(r.spans, r.scores)]
+                 for p, r in result.items()}
+    got = score(Ranked(result), labels, ks=(1, 3, 5))
+    for k in (1, 3, 5):
+        p, r, f1, alpha = score_reference(ref_input, labels, k)
+        assert got[k].precision == pytest.approx(p, abs=1e-12)
+        assert got[k].recall == pytest.approx(r, abs=1e-12)
+        assert got[k].f1 == pytest.approx(f1, abs=1e-12)
+        assert got[k].alpha == pytest.approx(alpha, abs=1e-12)
+
+
+def test_scoring_a_subset_of_prompts_ignores_the_others():
+    rng = np.random.default_rng(7)
+    result, labels = _random_case(rng, 10)
+    first = list(result)[:4]
+    sub = score(result, labels, ks=[3], prompts=first)[3]
+    alone = score({p: result[p] for p in first}, {p: labels[p] for p in first}, ks=[3])[3]
+    assert sub == alone
+    assert sub.n_prompts == 4
+
+
+def test_label_coverage_by_type():
+    from common.dataset import Keyword
+    kws = [Keyword("ab", 0, 2, "operator"), Keyword("ef", 4, 6, "datatype"),
+           Keyword("ij", 8, 10, "datatype")]
+    result = {PROMPT: ps([(0, 2), (4, 6), (8, 10)], [3.0, 2.0, 1.0])}
+    cov = Scorer(result, LabelIndex({PROMPT: kws})).label_coverage(2)
+    assert cov["operator"] == 1.0
+    assert cov["datatype"] == 0.5
+    assert np.isnan(cov["conditional"])

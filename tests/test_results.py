@@ -1,0 +1,95 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from common import results
+from common.results import AttentionResult, ResultFileError, ResultWriter
+
+
+def test_published_pickle_is_located(tmp_path):
+    prompt = "Write a function to sort a list."
+    path = tmp_path / "saliency_reading_tiny.pkl"
+    path.write_bytes(pickle.dumps({prompt: [("Write", np.float32(0.5)), ("zzz", 0.9),
+                                            ("sort", 0.25), ("list", 0.125)]}))
+    r = AttentionResult.from_published(path)
+    assert (r.method, r.model, r.source) == ("saliency_reading", "tiny", "published")
+    ps = r.prompts[prompt]
+    assert ps.texts(prompt) == ["Write", "sort", "list"]  # "zzz" is not in the prompt
+    assert ps.scores.tolist() == [0.5, 0.25, 0.125]
+
+
+@pytest.mark.parametrize("payload, message", [
+    (["not", "a", "dict"], "expected a dict"),
+    ({"p": [("a", "high")]}, r"entry 1, unit 0: \('a', 'high'\) is not \(token, score\)"),
+    ({"p": [("a", float("nan"))]}, "entry 1, unit 0: bad unit"),
+    ({"p": 3}, "entry 1: expected str -> list"),
+])
+def test_malformed_published_files_are_named(tmp_path, payload, message):
+    path = tmp_path / "m_x.pkl"
+    path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(ResultFileError, match=message):
+        AttentionResult.from_published(path)
+
+
+def test_writer_round_trip_and_resume(tmp_path):
+    path = results.result_path(tmp_path, "saliency_coding", "org/My_Model")
+    assert path.name == "saliency_coding_org--My-Model.jsonl"
+    w = ResultWriter(path, "saliency_coding", "my-model", {"device": "cpu"})
+    w.add("t/1", "sort the list", [(0, 4), (9, 13)], [0.75, 0.25], generation="return sorted(x)")
+    w.fail("t/2", "add two numbers", "prompt longer than the context (2048 tokens)")
+    again = ResultWriter(path, "saliency_coding", "my-model")
+    assert again.done == {"t/1", "t/2"}
+    r = AttentionResult.load(path)
+    assert r.meta == {"device": "cpu"}
+    assert r.prompts["sort the list"].spans.tolist() == [[0, 4], [9, 13]]
+    assert r.generations == {"t/1": "return sorted(x)"}
+    assert r.failures == {"t/2": "prompt longer than the context (2048 tokens)"}
+    assert [d[1:3] for d in results.discover(tmp_path)] == [("saliency_coding", "my-model")]
+
+
+def test_torn_last_line_is_dropped_and_cut_on_reopen(tmp_path):
+    path = tmp_path / "r.jsonl"
+    w = ResultWriter(path, "m", "x")
+    w.add("t/1", "abc", [(0, 3)], [1.0])
+    with open(path, "a") as f:
+        f.write('{"task_id": "t/2", "prompt": "de')  # killed mid-write
+    assert set(AttentionResult.load(path).prompts) == {"abc"}
+    w2 = ResultWriter(path, "m", "x")
+    assert w2.done == {"t/1"}
+    assert path.read_text().endswith("\n")
+    w2.add("t/2", "def", [(0, 3)], [1.0])
+    assert set(AttentionResult.load(path).prompts) == {"abc", "def"}
+
+
+def test_writer_refuses_another_results_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    ResultWriter(path, "m", "x")
+    with pytest.raises(ResultFileError, match="holds m_x, not n_x"):
+        ResultWriter(path, "n", "x")
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"task_id": 1, "prompt": "abc"}', "line 2: a record needs string"),
+    ('{"task_id": "t", "prompt": "abc", "spans": [[0, 9]], "scores": [1.0]}', "outside the prompt"),
+    ('{"task_id": "t", "prompt": "abc", "spans": [[0, 1]], "scores": [1.0, 2.0]}', "1 spans, 2 scores"),
+    ("not json", "line 2: not JSON"),
+])
+def test_malformed_records_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "r.jsonl"
+    ResultWriter(path, "m", "x")
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(ResultFileError, match=message):
+        AttentionResult.load(path)
+
+
+def test_save_is_atomic_and_loadable(tmp_path):
+    r = AttentionResult("coding_last", "tiny", {"ab cd": results.PromptScores(
+        np.array([[0, 2], [3, 5]]), np.array([0.1, 0.9]), "t/1")})
+    r.generations["t/1"] = "pass"
+    path = r.save(tmp_path / "coding_last_tiny.jsonl")
+    back = AttentionResult.load(path)
+    assert back.prompts["ab cd"].scores.tolist() == [0.1, 0.9]
+    assert back.generations == {"t/1": "pass"}
+    assert [p.name for p in tmp_path.iterdir()] == ["coding_last_tiny.jsonl"]
