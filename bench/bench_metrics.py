@@ -1,0 +1,80 @@
+"""Time the full per-model table (6 models, 12 methods (2 for GPT-4), k = 5/10/20, both
+modes) once results are loaded: the vectorised scorer against the per-prompt reference.
+
+    python bench/bench_metrics.py            # both, the reference over every cell (~1 min)
+    python bench/bench_metrics.py --quick    # the reference on every 10th cell, extrapolated
+
+Figures are printed, not asserted; the ratio is measured in one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import fetch, metrics, tables  # noqa: E402
+from common.reference import score_reference  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    mirror = os.environ.get("DATA_MIRROR") or None
+    fetch.fetch(mirror=mirror, progress=False)
+
+    t0 = time.perf_counter()
+    entries = tables.load_entries()
+    load_s = time.perf_counter() - t0
+    labels = {m: tables._labels(m, mirror) for m in tables.MODES}
+    n_cells = sum(len(es) for es in entries.values()) * len(metrics.KS)
+
+    best = float("inf")
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        for mode, es in entries.items():
+            index = labels[mode][1]
+            for e in es:
+                scorer = metrics.Scorer(e.ranked, index)
+                for k in metrics.KS:
+                    scorer.score(k)
+        best = min(best, time.perf_counter() - t0)
+
+    step = 10 if args.quick else 1
+    done, t_ref = 0, 0.0
+    for mode, es in entries.items():
+        spans = labels[mode][0].spans()
+        for i, e in enumerate(es):
+            if i % step:
+                continue
+            r = e.ranked
+            units = {}
+            for j, p in enumerate(r.prompts):
+                sel = r.owner == j
+                units[p] = [(tuple(s), 0.0) for s in r.spans[sel]]
+                ranks = r.rank[sel]
+                # scores that reproduce the stored rank order (the reference re-sorts them)
+                units[p] = [(u, -float(rk)) for (u, _), rk in zip(units[p], ranks)]
+            t0 = time.perf_counter()
+            for k in metrics.KS:
+                score_reference(units, spans, k)
+            t_ref += time.perf_counter() - t0
+            done += len(metrics.KS)
+    ref_full = t_ref * n_cells / done
+
+    print(f"results loaded (62 files, located once per alignment): {load_s:.2f} s")
+    print(f"cells scored: {n_cells} (mode x model x method x k)")
+    print(f"vectorised scorer, full table both modes: {best:.3f} s (best of {args.repeat})")
+    print(f"per-prompt reference: {ref_full:.1f} s"
+          + (f" (extrapolated from {done} cells)" if args.quick else ""))
+    print(f"speed-up: {ref_full / best:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
