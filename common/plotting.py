@@ -76,24 +76,30 @@ def heatmap(table2: pd.DataFrame, mode: str, k: int, path: Path, metric: str = "
     return _save(fig, path)
 
 
+def _grouped_bars(grid: pd.DataFrame, ylabel: str, title: str, path: Path) -> Path:
+    """One group of bars per row of ``grid`` (methods), one bar per column."""
+    fig, ax = plt.subplots(figsize=(12, 4))
+    x = np.arange(len(grid))
+    width = 0.8 / max(len(grid.columns), 1)
+    for i, column in enumerate(grid.columns):
+        ax.bar(x + i * width, grid[column], width, label=column)
+    ax.set_xticks(x + width * (len(grid.columns) - 1) / 2, grid.index, rotation=60, ha="right",
+                  fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def label_coverage(coverage: pd.DataFrame, mode: str, k: int, path: Path) -> Path:
     """Share of human keywords of each type inside the top-k, mean over models."""
     t = coverage[(coverage["mode"] == mode) & (coverage.k == k)]
     grid = t.pivot_table(index="method", columns="label", values="coverage", aggfunc="mean")
     grid = grid.reindex(_method_order(grid.index))[[c for c in LABELS if c in grid.columns]]
-    fig, ax = plt.subplots(figsize=(12, 4))
-    x = np.arange(len(grid))
-    width = 0.8 / max(len(grid.columns), 1)
-    for i, label in enumerate(grid.columns):
-        ax.bar(x + i * width, grid[label], width, label=label)
-    ax.set_xticks(x + width * (len(grid.columns) - 1) / 2, grid.index, rotation=60, ha="right",
-                  fontsize=8)
-    ax.set_ylabel("share of human keywords in top-k")
-    ax.set_title(f"Alignment per label type @ k={k} ({mode}, mean over models)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _grouped_bars(grid, "share of human keywords in top-k",
+                         f"Alignment per label type @ k={k} ({mode}, mean over models)", path)
 
 
 def benchmarks(by_benchmark: pd.DataFrame, mode: str, k: int, path: Path) -> Path:
@@ -101,17 +107,8 @@ def benchmarks(by_benchmark: pd.DataFrame, mode: str, k: int, path: Path) -> Pat
     t = by_benchmark[(by_benchmark["mode"] == mode) & (by_benchmark.k == k)]
     grid = t.pivot_table(index="method", columns="benchmark", values="f1", aggfunc="mean")
     grid = grid.reindex(_method_order(grid.index))
-    fig, ax = plt.subplots(figsize=(12, 4))
-    x = np.arange(len(grid))
-    for i, b in enumerate(grid.columns):
-        ax.bar(x + i * 0.4, grid[b], 0.4, label=b)
-    ax.set_xticks(x + 0.2, grid.index, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("F1")
-    ax.set_title(f"HumanEval vs MBPP, F1 @ k={k} ({mode}, mean over models)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _grouped_bars(grid, "F1", f"HumanEval vs MBPP, F1 @ k={k} ({mode}, mean over models)",
+                         path)
 
 
 def all_figures(tables, output_dir: str | os.PathLike, k: int = 10) -> list[Path]:
