@@ -24,6 +24,7 @@ import ast
 import builtins
 import re
 import textwrap
+import warnings
 from dataclasses import dataclass
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.M | re.S)
@@ -57,10 +58,13 @@ def code_blocks(answer: str) -> list[str]:
 
 
 def _parses(code: str) -> ast.Module | None:
-    try:
-        return ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
+    with warnings.catch_warnings():  # model code's invalid escapes are its business, not ours
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError):
+            return None
 
 
 def defined_functions(code: str) -> list[str]:
