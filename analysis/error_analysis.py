@@ -18,7 +18,7 @@ Pipeline (``python -m analysis.error_analysis``; ``make errors``):
 Outputs (``other_data/``): ``execution_outcomes.csv`` (every generation), ``incorrect_generations.csv``
 (one row per incorrect generation and method), ``explainable_errors.txt`` (counts, shares,
 examples, and miss rates of incorrect vs. correct generations as a control),
-``error_report.html`` (self-contained).
+``error_report.html`` (self-contained), ``error_*.png`` (pass rates, patterns, missed keywords).
 """
 
 from __future__ import annotations
@@ -547,13 +547,103 @@ def write_outputs(analysed: list[Analysed], out_dir: Path, k: int) -> dict[str, 
 
 
 # --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+
+PATTERN_ORDER = (1, 2, 3, 4, 0)
+
+
+def _pyplot():
+    import matplotlib
+    if "inline" not in matplotlib.get_backend():  # headless unless a notebook shows figures
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def fig_pass_rates(analysed: list[Analysed]):
+    plt = _pyplot()
+    rates = pass_rates(analysed)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    labels = [f"{r['model']}\n{r['benchmark']}" for r in rates]
+    ax.bar(labels, [100 * r["pass_rate"] for r in rates], color="#4c72b0")
+    for i, r in enumerate(rates):
+        ax.text(i, 100 * r["pass_rate"] + 1, f"{r['passed']}/{r['tasks']}", ha="center")
+    ax.set_ylabel("pass rate (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Generations passing the benchmark tests")
+    fig.tight_layout()
+    return fig
+
+
+def fig_patterns(analysed: list[Analysed], kinds: Iterable[str] | None = None):
+    plt = _pyplot()
+    counts = pattern_counts(analysed, kinds)
+    keys = sorted(counts)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * max(1, len(keys))))
+    left = np.zeros(len(keys))
+    colours = ["#c44e52", "#55a868", "#dd8452", "#4c72b0", "#999999"]
+    for p, col in zip(PATTERN_ORDER, colours):
+        share = np.asarray([100 * counts[k].get(p, 0) / max(1, sum(counts[k].values())) for k in keys])
+        ax.barh([f"{m} / {meth}" for m, meth in keys], share, left=left, color=col,
+                label=f"pattern {p}" if p else "not explained")
+        left += share
+    ax.set_xlabel("share of incorrect generations (%)")
+    ax.set_title("Suggested error patterns (suggestions, to be confirmed)")
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    fig.tight_layout()
+    return fig
+
+
+def fig_missed_keywords(analysed: list[Analysed]):
+    plt = _pyplot()
+    rows = miss_rates(analysed)
+    pairs = sorted({(r["model"], r["method"]) for r in rows})
+    fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4 * max(1, len(pairs)), 3.2),
+                             squeeze=False)
+    for ax, (model, method) in zip(axes[0], pairs):
+        x = np.arange(len(PATTERN_OF_LABEL))
+        for j, group in enumerate(("incorrect", "correct")):
+            vals = [next((100 * r["miss_rate"] for r in rows if (r["model"], r["method"], r["group"],
+                          r["label"]) == (model, method, group, lab)), np.nan) for lab in PATTERN_OF_LABEL]
+            ax.bar(x + 0.4 * j - 0.2, vals, width=0.4, label=f"{group} code",
+                   color="#c44e52" if group == "incorrect" else "#8c8c8c")
+        ax.set_xticks(x, list(PATTERN_OF_LABEL), fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{model} / {method}", fontsize=9)
+        ax.set_ylabel("keywords outside top-k (%)")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Which kinds of keywords the attention misses")
+    fig.tight_layout()
+    return fig
+
+
+def figures(analysed: list[Analysed]) -> dict[str, object]:
+    """Pass rates, suggested patterns, keyword miss rates by label (matplotlib figures)."""
+    return {"pass_rates": fig_pass_rates(analysed), "patterns": fig_patterns(analysed),
+            "missed_keywords": fig_missed_keywords(analysed)}
+
+
+def save_figures(analysed: list[Analysed], out_dir: Path) -> dict[str, Path]:
+    import matplotlib.pyplot as plt
+    paths_out = {}
+    for name, fig in figures(analysed).items():
+        path = Path(out_dir) / f"error_{name}.png"
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        paths_out[name] = path
+    return paths_out
+
+
+# --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
 
 def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = paths.OTHER_DATA_DIR,
         result_dir: Path = paths.RESULT_DIR, mirror: str | None = None, labels: str = "corrected",
         timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
-        workers: int | None = None, limit: int | None = None,
+        workers: int | None = None, limit: int | None = None, write: bool = True,
         log=print) -> tuple[list[Analysed], dict[str, Path]]:
     """The whole pipeline; ``models`` None = GPT-4 plus every model with saved generations."""
     ds = dataset.load(labels, mirror)
@@ -582,7 +672,10 @@ def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = pat
         outcomes = execute(gens, sb)
     attention = {m: attention_for(m, Path(result_dir), mirror) for m in {g.model for g in gens}}
     analysed = analyse(gens, outcomes, attention, k)
-    files = write_outputs(analysed, Path(out_dir), k)
+    files = {}
+    if write:
+        files = write_outputs(analysed, Path(out_dir), k)
+        files.update(save_figures(analysed, Path(out_dir)))
     for r in pass_rates(analysed):
         log(f"{r['model']} {r['benchmark']}: {r['passed']}/{r['tasks']} passed ({r['pass_rate']:.1%})")
     for path in files.values():
