@@ -491,6 +491,8 @@ def report_html(analysed: list[Analysed], k: int) -> str:
         "<h1>Error analysis: incorrect generations and attention</h1>",
         f"<p class='note'>{html.escape(SUGGESTION_NOTE)}</p>",
         f"<p>Legend: {legend}; <span class='top'>boxed</span> = in the method's top-{k}.</p>",
+        "<p>Patterns: " + "; ".join(f"{p if p else 'not explained'}: {html.escape(PATTERN_NAMES[p])}"
+                                    for p in (1, 2, 3, 4, 5, 0)) + ".</p>",
         "<h2>Pass rates</h2><table><tr><th>model</th><th>benchmark</th><th>passed</th>"
         "<th>failed</th><th>timeout</th><th>error</th><th>pass rate</th></tr>"]
     for r in pass_rates(analysed):
@@ -512,7 +514,7 @@ def report_html(analysed: list[Analysed], k: int) -> str:
             sugg = ", ".join(f"{c.method}: {c.suggested() if c.suggested() is not None else '-'}"
                              for c in a.coverage) or "no attention available"
             parts.append(f"<details><summary><b>{html.escape(g.task.task_id)}</b> "
-                         f"[{o.status}] suggested pattern ({sugg})</summary>")
+                         f"[{o.status}: {a.failure_kind}] suggested pattern ({sugg})</summary>")
             parts.append(f"<p>{html.escape(o.detail)}</p>")
             if g.note:
                 parts.append(f"<p><i>{html.escape(g.note)}</i></p>")

@@ -43,6 +43,7 @@ STATUSES = ("passed", "failed", "timeout", "error")
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_MB = 1024
+WATCHDOG_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,10 @@ class Sandbox:
                    "alias_of": job.alias_of, "guards": job.guards, "timeout": self.timeout,
                    "memory_mb": self.memory_mb}
         proc = self._acquire()
+        # The worker enforces the timeout itself; this watchdog only guards against the worker
+        # hanging, so that one stuck job can never hang the whole run.
+        watchdog = threading.Timer(self.timeout + WATCHDOG_GRACE, proc.kill)
+        watchdog.start()
         try:
             proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
@@ -143,6 +148,8 @@ class Sandbox:
             reply = json.loads(line) if line else None
         except (OSError, ValueError):
             reply = None
+        finally:
+            watchdog.cancel()
         if not isinstance(reply, dict) or reply.get("id") != job.key \
                 or reply.get("status") not in STATUSES:
             self._retire(proc)

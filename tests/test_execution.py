@@ -247,3 +247,17 @@ def test_a_dead_worker_is_replaced():
         o = sb.run(Job("x", "pass\n", ()))
         assert o.status == "error" and "worker died" in o.detail
         still_works(sb)
+
+
+def test_a_hung_worker_is_killed_by_the_watchdog(monkeypatch):
+    """If a worker stops answering (here: frozen with SIGSTOP), the run still returns."""
+    import common.execution as execution
+    monkeypatch.setattr(execution, "WATCHDOG_GRACE", 0.5)
+    with Sandbox(workers=1, timeout=1) as sb:
+        still_works(sb)
+        worker = sb._idle[0]
+        os.kill(worker.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        o = sb.run(Job("x", "pass\n", ()))
+        assert o.status == "error" and time.monotonic() - start < 10
+        still_works(sb)
