@@ -1,8 +1,9 @@
 """Sandbox worker: a long-lived process that runs one untrusted program per job in a forked child.
 
-Started by ``common.execution`` as ``python -I <this file>``; it must not import the project
-(the child inherits everything this process has loaded). Protocol: one JSON job per stdin line,
-one JSON outcome per stdout line.
+Started by ``common.execution`` as ``python -s <this file>`` in a clean environment with
+``PYTHONHASHSEED=0`` (reproducible outcomes for code that depends on set order); it must not
+import the project (the child inherits everything this process has loaded). Protocol: one
+JSON job per stdin line, one JSON outcome per stdout line.
 
 Why a fork server: the stdlib modules candidates commonly use are imported here once, so each
 job costs a fork (about a millisecond) rather than a Python start-up. It also lets the child

@@ -98,10 +98,13 @@ class Sandbox:
         self.close()
 
     def _spawn(self) -> subprocess.Popen:
-        # -I: ignore PYTHON* variables and the user site; the worker imports nothing of ours.
-        proc = subprocess.Popen([sys.executable, "-I", str(WORKER)], stdin=subprocess.PIPE,
+        # A clean environment (no PYTHON* variables but a fixed hash seed, so that code whose
+        # result depends on set order gives the same outcome on every run); -s: no user site.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
+               "PYTHONSAFEPATH": "1", "LANG": "C.UTF-8"}
+        proc = subprocess.Popen([sys.executable, "-s", str(WORKER)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         with self._lock:
             self._all.append(proc)
         return proc

@@ -261,3 +261,14 @@ def test_a_hung_worker_is_killed_by_the_watchdog(monkeypatch):
         o = sb.run(Job("x", "pass\n", ()))
         assert o.status == "error" and time.monotonic() - start < 10
         still_works(sb)
+
+
+def test_outcomes_do_not_depend_on_the_hash_seed():
+    """Set order of strings varies with the hash seed; the workers fix it, so runs agree."""
+    code = "def f():\n    return list({'a', 'b', 'c', 'd', 'e', 'f'})\n"
+    orders = set()
+    for _ in range(3):
+        with Sandbox(workers=1, timeout=5) as sb:
+            o = sb.run(Job("x", code, ("raise RuntimeError(repr(f()))",), "f"))
+            orders.add(o.detail.split("RuntimeError: ")[1].split(" (")[0])
+    assert len(orders) == 1
