@@ -72,7 +72,7 @@ class Generation:
     model: str
     task: dataset.Task
     raw: str
-    kind: str  # "chat" or "completion"
+    kind: str  # "chat", "code" or "completion"
     extraction: extract.Extraction
     note: str = ""
 
@@ -183,11 +183,16 @@ def _with_alias(gen: Generation) -> Generation:
 
 
 def completion_generation(model: str, task: dataset.Task, text: str) -> Generation:
-    """A saved generation of an open model: a chat-style answer if it has fences, else a
-    continuation of the model prompt (MBPP: of ``def function():``)."""
+    """A saved generation: a chat-style answer if it has fences; whole code if it starts with a
+    top-level ``def``/``import``/``class``; else a continuation of the model prompt (MBPP: of
+    ``def function():``), cut at the end of that function."""
     if "```" in text:
         ex = extract.from_chat(text, task.entry_point)
         return _with_alias(Generation(model, task, text, "chat", ex, ex.note))
+    body = text[len(task.model_prompt):] if text.startswith(task.model_prompt) else text
+    if extract.is_whole_code(body):
+        ex = extract.from_code(body)
+        return _with_alias(Generation(model, task, text, "code", ex, ex.note))
     ex = extract.from_completion(text, task.model_prompt)
     if task.benchmark == "mbpp":
         head = dataset.MBPP_SUFFIX.lstrip("\n")

@@ -217,6 +217,23 @@ def from_completion(completion: str, prompt: str = "") -> Extraction:
     return Extraction("".join(out), None, "; ".join(note))
 
 
+WHOLE_CODE = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\n)*(?:def|class|import|from|async def|@)\s")
+
+
+def is_whole_code(text: str) -> bool:
+    """True when a generation starts a new top-level definition or import (e.g. a chat model's
+    answer without fences) rather than continuing an open function body."""
+    return bool(WHOLE_CODE.match(text))
+
+
+def from_code(text: str) -> Extraction:
+    """A generation that is already code: example statements dropped if it parses; kept as is
+    otherwise, so that the harness reports the syntax error."""
+    code, dropped = strip_examples(text)
+    return Extraction(code, None, "whole code" + (f"; dropped {dropped} top-level example "
+                                                  f"statement(s)" if dropped else ""))
+
+
 def _called_names(func: ast.FunctionDef) -> set[str]:
     return {n.func.id for n in ast.walk(func)
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}

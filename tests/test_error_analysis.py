@@ -196,3 +196,14 @@ def test_gpt4_pipeline_end_to_end(tmp_path, mirror):
     rows = list(csv.DictReader(files["incorrect"].open()))
     assert len(rows) == 2 * len(wrong)
     assert files["report"].stat().st_size < 5_000_000
+
+
+def test_saved_generation_that_is_whole_code(corrected):
+    t = corrected.by_id()["mbpp/602"]
+    g = ea.completion_generation("toy", t, "def first_char(s):\n    return s[0]\nprint(first_char('ab'))\n")
+    assert g.kind == "code" and g.extraction.code == "def first_char(s):\n    return s[0]\n"
+    assert g.extraction.alias_of == "first_char"
+    # a HumanEval continuation of the prompt's body stays a completion
+    he = corrected.by_id()["HumanEval/0"]
+    g = ea.completion_generation("toy", he, "    return False\n\ndef extra():\n    pass\n")
+    assert g.kind == "completion" and g.extraction.code == "    return False\n\n"

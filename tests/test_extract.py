@@ -193,3 +193,14 @@ def test_real_gpt4_answers(mirror):
     assert extract.resolve_name(ex.code, "get_First_Set_Bit_Pos")[0] == "rightmost_set_bit"
     found = sum(extract.from_chat(a).found for a in answers.values())
     assert found >= len(answers) - 3  # only answers with no code at all come out empty
+
+
+def test_whole_code_or_continuation():
+    assert extract.is_whole_code("def f(x):\n    return x\n")
+    assert extract.is_whole_code("\n# solution\nimport re\ndef f(x):\n    return x\n")
+    assert not extract.is_whole_code("\n    return x\n")
+    assert not extract.is_whole_code("    if x:\n        return 1\ndef g():\n    pass\n")
+    ex = extract.from_code("def f(x):\n    return x\n\nprint(f(1))\n")
+    assert ex.code == "def f(x):\n    return x\n\n" and "dropped 1" in ex.note
+    truncated = "def f(x):\n    if x:\n"
+    assert extract.from_code(truncated).code == truncated  # the harness reports the syntax error
