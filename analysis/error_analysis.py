@@ -676,6 +676,10 @@ def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = pat
         raise SystemExit("no generations to analyse (GPT-4 not selected and no saved generations)")
     log(f"running {len(gens)} generations of {', '.join(sorted({g.model for g in gens}))}")
     with Sandbox(workers=workers or Sandbox.workers, timeout=timeout, memory_mb=memory_mb) as sb:
+        missing = [name for name, ok in sb.layers().items() if not ok]
+        if missing:
+            log(f"warning: sandbox without {', '.join(missing)} on this machine (see the "
+                f"execution module's safety notes); in-process guards and limits still apply")
         outcomes = execute(gens, sb)
     attention = {m: attention_for(m, Path(result_dir), mirror) for m in {g.model for g in gens}}
     analysed = analyse(gens, outcomes, attention, k)

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = dataset.load("corrected")
     print(f"{os.cpu_count()} CPUs, {args.workers} sandbox workers, timeout {args.timeout} s")
     with Sandbox(workers=args.workers, timeout=args.timeout) as sb:
+        print(f"sandbox layers: {sb.layers()}")
         sb.run(reference_job(ds.tasks[0]))  # start-up of the workers is not throughput
         for bench in dataset.BENCHMARKS:
             tasks = ds.select(bench)

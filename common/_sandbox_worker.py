@@ -196,13 +196,19 @@ def _set_limits(job: dict) -> None:
 
 
 def _isolate(uid: int | None) -> None:
-    """New network namespace, then (as root) a fresh uid; best effort where unavailable."""
-    if _libc.unshare(CLONE_NEWNET) != 0 and not IS_ROOT:
-        _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
+    """New network namespace and (as root) a fresh uid; best effort where unavailable.
+
+    Root without CAP_SYS_ADMIN (a default container) cannot make a network namespace directly;
+    after dropping to the fresh uid it may still make one inside a new user namespace, where
+    the kernel allows unprivileged user namespaces.
+    """
+    netns = _libc.unshare(CLONE_NEWNET) == 0
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+    if not netns:
+        _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
 
 
 def _where(tb, sources: dict[str, str]) -> str:

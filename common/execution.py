@@ -161,6 +161,25 @@ class Sandbox:
         return Outcome(job.key, reply["status"], str(reply.get("detail", "")),
                        str(reply.get("stage", "")), float(reply.get("seconds", 0.0)))
 
+    def layers(self) -> dict[str, bool]:
+        """Which OS-level layers this machine gives the sandbox (probed by a job).
+
+        ``uid_drop``: jobs run as a fresh uid (needs root); ``network_namespace``: jobs see no
+        network interface but loopback (in-process guards aside, no network at all).
+        """
+        probe = ("import os\n"
+                 "n = sum(1 for line in open('/proc/net/dev').read().splitlines()[2:] if line.strip())\n"
+                 "raise RuntimeError(f'uid={os.getuid()} interfaces={n}')\n")
+        o = self.run(Job("layers-probe", probe, (), guards=False))
+        found = dict(part.split("=") for part in
+                     o.detail.split("RuntimeError: ", 1)[-1].split(" (")[0].split()
+                     if part.count("=") == 1)
+        try:
+            uid, interfaces = int(found["uid"]), int(found["interfaces"])
+        except (KeyError, ValueError):
+            return {"uid_drop": False, "network_namespace": False}
+        return {"uid_drop": uid != os.getuid(), "network_namespace": interfaces <= 1}
+
     def run_many(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         """Outcomes in the order of ``jobs``, ``workers`` at a time."""
         with ThreadPoolExecutor(self.workers) as pool:
