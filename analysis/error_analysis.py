@@ -12,8 +12,10 @@ Pipeline (``python -m analysis.error_analysis``; ``make errors``):
    conditional -> 1, else a missed property -> 2, else a missed operator -> 3, else a missed
    datatype -> 4 (the order of the paper's numbering; every applicable pattern is listed too);
    nothing missed -> "not explained by attention". Pattern 5 (wrong mapping of words to code)
-   cannot be seen from attention coverage and is never suggested. These are suggestions for a
-   human to confirm, and every output says so.
+   cannot be seen from attention coverage and is never suggested. Keywords with a label outside
+   the four types (``--labels published`` keeps a few ``unknown``/``type2`` ones) count as missed
+   or attended but suggest no pattern. These are suggestions for a human to confirm, and every
+   output says so.
 
 Outputs (``other_data/``): ``execution_outcomes.csv`` (every generation), ``incorrect_generations.csv``
 (one row per incorrect generation and method), ``explainable_errors.txt`` (counts, shares,

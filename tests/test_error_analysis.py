@@ -207,3 +207,18 @@ def test_saved_generation_that_is_whole_code(corrected):
     he = corrected.by_id()["HumanEval/0"]
     g = ea.completion_generation("toy", he, "    return False\n\ndef extra():\n    pass\n")
     assert g.kind == "completion" and g.extraction.code == "    return False\n\n"
+
+
+def test_cli(tmp_path, mirror, capsys):
+    rc = ea.main(["--models", "gpt4", "--limit", "6", "--k", "5", "--out", str(tmp_path),
+                  "--mirror", str(mirror), "--result-dir", str(tmp_path / "none")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "running 6 generations of gpt4" in out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["error_missed_keywords.png", "error_pass_rates.png", "error_patterns.png",
+                     "error_report.html", "execution_outcomes.csv", "explainable_errors.txt",
+                     "incorrect_generations.csv"]
+    assert "top-5 units" in (tmp_path / "explainable_errors.txt").read_text()
+    with pytest.raises(SystemExit):
+        ea.main(["--k", "0"])
