@@ -336,7 +336,13 @@ def run_job(job: dict, counter: int) -> dict:
     os.chmod(workdir, 0o700)
     r, w = os.pipe()
     start = time.monotonic()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # leave nothing behind; main() reports the job as an error
+        os.close(r)
+        os.close(w)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     if pid == 0:
         try:
             os.close(r)
