@@ -10,7 +10,7 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
 export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup fetch reproduce test lint bench clean-results
+.PHONY: setup fetch reproduce errors test lint bench
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ reproduce: setup
 		-p DATA_MIRROR "$(DATA_MIRROR)"
 	@echo "Tables and figures in analysis/output/; executed notebook: analysis/reproduce.ipynb"
 
+# Error analysis: run generations against the benchmark tests, suggest error patterns.
+ERRORS_ARGS ?=
+errors: setup
+	$(BIN)/python -m analysis.error_analysis $(ERRORS_ARGS)
+	cd analysis && ../$(BIN)/python -m papermill --cwd . error_patterns.ipynb error_patterns.ipynb
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -38,3 +44,4 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_harness.py
