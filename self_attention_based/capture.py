@@ -80,8 +80,9 @@ def _hooks(model, rows: list[int], store: list):
         return type(output)(out) if isinstance(output, tuple) else out
 
     for module, index in attention_modules(model):
+        # First in line, so that no other hook (transformers' own output recorder) sees the map.
         handles.append(module.register_forward_hook(
-            lambda m, a, o, index=index: hook(m, a, o, index)))
+            lambda m, a, o, index=index: hook(m, a, o, index), prepend=True))
     try:
         yield
     finally:
