@@ -214,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default=None, choices=models.DTYPES)
     parser.add_argument("--batch-size", type=int, default=1, help="tasks generated together (left padding)")
     parser.add_argument("--output", default=str(RESULT_DIR), help="result folder (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's; 1 is fastest on a busy machine)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         summary = run(args.model, args.limit or None, args.benchmark, args.methods, args.family,
                       args.variant, args.device, args.dtype, args.batch_size, args.output,
