@@ -132,10 +132,19 @@ ids = torch.randint(0, min(len(lm.tokenizer), lm.model.config.vocab_size), ({n},
 cuda = {device!r}.startswith("cuda")
 with torch.no_grad():
     lm.model(input_ids=ids[None, :8].to({device!r}))  # warm up allocator and kernels
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 if cuda:
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
 else:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:  # reset the peak (VmHWM) so that loading the model does not count
+        open("/proc/self/clear_refs", "w").write("5")
+    except OSError:
+        pass
+    base = rss("VmRSS")
 mode = {mode!r}
 if mode == "plain":
     with torch.no_grad():
@@ -147,7 +156,7 @@ else:
 if cuda:
     peak = torch.cuda.max_memory_allocated()
 else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = rss("VmHWM")
 print(json.dumps({{"peak_over_model_mb": (peak - base) / 2**20}}))
 """
 

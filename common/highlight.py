@@ -71,3 +71,30 @@ def overlap(prompt: str, ps: PromptScores, keywords, k: int = 10) -> tuple[int, 
     _, human = _masks(prompt, ps, keywords, k)
     idx = ps.top_k(k)
     return sum(bool(human[a:b].any()) for a, b in ps.spans[idx]), len(idx)
+
+
+def example(path, k: int = 10, task_id: str | None = None, labels: str = "corrected",
+            max_code: int = 400) -> tuple[str, str]:
+    """``(text, html)`` of one scored task of a result file: the region with its top-k words
+    next to the human keywords, and the start of the generated code."""
+    from . import dataset
+    from .results import AttentionResult
+
+    result = AttentionResult.load(path)
+    by_id = dataset.load(labels).by_id()
+    scored = {ps.task_id: ps for ps in result.prompts.values()}
+    if not scored:
+        reasons = "; ".join(f"{t}: {r}" for t, r in list(result.failures.items())[:3])
+        msg = f"{result.name}: no task scored ({reasons})"
+        return msg, html.escape(msg)
+    tid = task_id if task_id in scored else next(iter(scored))
+    task, ps = by_id[tid], scored[tid]
+    hits, n = overlap(task.prompt, ps, task.keywords, k)
+    head = f"{tid}, {result.name}: {hits} of the top-{n} words overlap a human keyword"
+    code = result.generations.get(tid, "")
+    code = code[:max_code] + (" ..." if len(code) > max_code else "")
+    plain = (f"{head}\n\n{text(task.prompt, ps, task.keywords, k, task.region)}\n\n"
+             f"generated code:\n{code}")
+    rich = (f"<b>{html.escape(head)}</b>{to_html(task.prompt, ps, task.keywords, k, task.region)}"
+            f"<details><summary>generated code</summary><pre>{html.escape(code)}</pre></details>")
+    return plain, rich

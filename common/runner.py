@@ -200,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m common.runner", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods: " + ", ".join(registry.names()))
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("--model", default=None,
                         help=f"short name ({', '.join(models.CHECKPOINTS)}), local folder or hub id "
-                             f"(default {DEFAULT_MODEL}: offline SmolLM2-135M)")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
-                        help=f"first N tasks (default {DEFAULT_LIMIT}; 0 = all 1,138)")
+                             f"(default {DEFAULT_MODEL}: offline SmolLM2-135M-Instruct)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help=f"first N tasks (0: all 1,138; default: all, or {DEFAULT_LIMIT} when no "
+                             f"--model is given, so that a bare run finishes in minutes)")
     parser.add_argument("--benchmark", default="all", choices=("all", *dataset.BENCHMARKS))
     parser.add_argument("--family", default="all", choices=("all", *registry.FAMILIES))
     parser.add_argument("--methods", default=None, help="comma-separated method names (overrides --family)")
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     try:
-        summary = run(args.model, args.limit or None, args.benchmark, args.methods, args.family,
+        limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if args.model is None else 0)
+        summary = run(args.model or DEFAULT_MODEL, limit or None, args.benchmark, args.methods, args.family,
                       args.variant, args.device, args.dtype, args.batch_size, args.output,
                       progress=not args.no_progress)
     except (models.ModelLoadError, AttentionUnavailable, ResultFileError, dataset.DatasetError, KeyError,

@@ -201,3 +201,23 @@ def test_cli_errors_are_clear(tmp_path, capsys, monkeypatch):
     assert "not in the local Hugging Face cache" in capsys.readouterr().err
     assert runner.main(["--methods", "reading_first,bogus", "--output", str(tmp_path)]) == 2
     assert "unknown method 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,model,limit", [
+    ([], "smollm2", 5),  # a bare run: the offline model on a few tasks
+    (["--limit", "2"], "smollm2", 2),
+    (["--model", "codegen"], "codegen", None),  # a named model: every task
+    (["--model", "codegen", "--limit", "0"], "codegen", None),
+    (["--model", "codegen", "--limit", "7"], "codegen", 7),
+])
+def test_cli_default_model_and_limit(monkeypatch, argv, model, limit):
+    seen = {}
+
+    def fake_run(model, limit, *args, **kw):
+        seen.update(model=model, limit=limit, args=args)
+        return "summary"
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    assert runner.main(argv) == 0
+    assert (seen["model"], seen["limit"]) == (model, limit)
+    assert seen["args"][:5] == ("all", None, "all", "true", "cpu")
