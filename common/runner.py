@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None,
                         help=f"first N tasks (0: all 1,138; default: all, or {DEFAULT_LIMIT} when no "
                              f"--model is given, so that a bare run finishes in minutes)")
-    parser.add_argument("--benchmark", default="all", choices=("all", *dataset.BENCHMARKS))
+    parser.add_argument("--benchmark", default=None, choices=("all", *dataset.BENCHMARKS),
+                        help="default: all, or mbpp when no --model is given (SmolLM2-Instruct answers "
+                             "HumanEval prompts with prose, leaving the coding methods no function body)")
     parser.add_argument("--family", default="all", choices=("all", *registry.FAMILIES))
     parser.add_argument("--methods", default=None, help="comma-separated method names (overrides --family)")
     parser.add_argument("--variant", default="true", choices=("true", "layer0", "both"),
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if args.model is None else 0)
-        summary = run(args.model or DEFAULT_MODEL, limit or None, args.benchmark, args.methods, args.family,
+        benchmark = args.benchmark or ("mbpp" if args.model is None else "all")
+        summary = run(args.model or DEFAULT_MODEL, limit or None, benchmark, args.methods, args.family,
                       args.variant, args.device, args.dtype, args.batch_size, args.output,
                       progress=not args.no_progress)
     except (models.ModelLoadError, AttentionUnavailable, ResultFileError, dataset.DatasetError, KeyError,

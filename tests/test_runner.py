@@ -203,14 +203,14 @@ def test_cli_errors_are_clear(tmp_path, capsys, monkeypatch):
     assert "unknown method 'bogus'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,model,limit", [
-    ([], "smollm2", 5),  # a bare run: the offline model on a few tasks
-    (["--limit", "2"], "smollm2", 2),
-    (["--model", "codegen"], "codegen", None),  # a named model: every task
-    (["--model", "codegen", "--limit", "0"], "codegen", None),
-    (["--model", "codegen", "--limit", "7"], "codegen", 7),
+@pytest.mark.parametrize("argv,model,limit,benchmark", [
+    ([], "smollm2", 5, "mbpp"),  # a bare run: the offline model on a few tasks
+    (["--limit", "2", "--benchmark", "all"], "smollm2", 2, "all"),
+    (["--model", "codegen"], "codegen", None, "all"),  # a named model: every task
+    (["--model", "codegen", "--limit", "0"], "codegen", None, "all"),
+    (["--model", "codegen", "--limit", "7", "--benchmark", "humaneval"], "codegen", 7, "humaneval"),
 ])
-def test_cli_default_model_and_limit(monkeypatch, argv, model, limit):
+def test_cli_default_model_and_limit(monkeypatch, argv, model, limit, benchmark):
     seen = {}
 
     def fake_run(model, limit, *args, **kw):
@@ -220,4 +220,4 @@ def test_cli_default_model_and_limit(monkeypatch, argv, model, limit):
     monkeypatch.setattr(runner, "run", fake_run)
     assert runner.main(argv) == 0
     assert (seen["model"], seen["limit"]) == (model, limit)
-    assert seen["args"][:5] == ("all", None, "all", "true", "cpu")
+    assert seen["args"][:5] == (benchmark, None, "all", "true", "cpu")
