@@ -22,30 +22,39 @@ class AttentionUnavailable(RuntimeError):
     """The model does not return attention probabilities (wrong implementation or architecture)."""
 
 
-def _recorder_spec(model):
+def _recorder_specs(model) -> list[tuple]:
+    """``(class, class-name suffix, output index, layer name)`` of each attention recorder,
+    normalised the way transformers' own output capturing reads ``_can_record_outputs``."""
     for module in model.modules():
-        spec = (getattr(type(module), "_can_record_outputs", None) or {}).get("attentions")
-        if spec is not None:
-            if isinstance(spec, list | tuple):
-                spec = spec[0]
+        specs = (getattr(type(module), "_can_record_outputs", None) or {}).get("attentions")
+        if specs is None:
+            continue
+        out = []
+        for spec in specs if isinstance(specs, list | tuple) else [specs]:
             if isinstance(spec, type):
-                return spec, 1, None
-            return spec.target_class, getattr(spec, "index", 1), getattr(spec, "layer_name", None)
-    return None
+                out.append((spec, None, 1, None))
+            elif isinstance(spec, str):
+                out.append((None, spec, 1, None))
+            else:
+                out.append((getattr(spec, "target_class", None), getattr(spec, "class_name", None),
+                            getattr(spec, "index", 1), getattr(spec, "layer_name", None)))
+        return out
+    return []
 
 
 def attention_modules(model) -> list[tuple[torch.nn.Module, int]]:
     """``(module, index of the probabilities in its output)`` per self-attention layer, in order."""
-    spec = _recorder_spec(model)
+    specs = _recorder_specs(model)
     found = []
-    if spec is not None:
-        cls, index, layer_name = spec
-        for name, module in model.named_modules():
-            if not isinstance(module, cls):
+    for name, module in model.named_modules():
+        for cls, class_name, index, layer_name in specs:
+            if not ((cls is not None and isinstance(module, cls))
+                    or (class_name is not None and name.endswith(class_name))):
                 continue
             if layer_name is not None and f".{layer_name.strip('.')}." not in f".{name}.":
                 continue
             found.append((module, index))
+            break
     if not found:
         pattern = re.compile(r"(Self)?Attention$")
         for module in model.modules():

@@ -158,3 +158,28 @@ def test_function_body_end(prompt, gen, body):
         assert end is None
     else:
         assert (prompt + gen)[len(prompt):end] == body
+
+
+def test_attention_modules_one_per_layer_for_every_architecture():
+    from self_attention_based.capture import attention_modules
+    for arch in ARCHITECTURES:
+        mods = attention_modules(tiny_model(arch).model)
+        assert len(mods) == 2 and all(index == 1 for _, index in mods), arch
+        assert all(type(m).__name__.endswith("Attention") for m, _ in mods)
+
+
+def test_fallback_finds_attention_modules_by_class_name(monkeypatch):
+    import self_attention_based.capture as capture
+    lm = tiny_model("gpt2")
+    monkeypatch.setattr(capture, "_recorder_specs", lambda model: [])
+    mods = capture.attention_modules(lm.model)
+    assert [type(m).__name__ for m, _ in mods] == ["GPT2Attention"] * 2
+    ex = forced_example(lm)
+    got = capture.attention_rows(lm.model, ex.ids, [ex.reading_index])
+    torch.testing.assert_close(got[:, :, 0], full_attentions(lm.model, ex.ids)[:, :, ex.reading_index])
+
+
+def test_model_without_attention_modules_is_a_clear_error():
+    import self_attention_based.capture as capture
+    with pytest.raises(AttentionUnavailable, match="no attention module"):
+        capture.attention_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)))
