@@ -192,7 +192,9 @@ def _progress(total: int, name: str, enabled: bool):
         from tqdm.auto import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc=name, unit="task", file=sys.stderr, smoothing=0.1)
+    # rate_noinv: always "tasks/s", also when a task takes longer than a second
+    return tqdm(total=total, desc=name, unit="task", file=sys.stderr, smoothing=0.1,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]")
 
 
 def main(argv: list[str] | None = None) -> int:

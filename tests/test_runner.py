@@ -188,7 +188,7 @@ def test_cli_runs_a_local_model_folder(tmp_path, capsys):
                       "--methods", "reading_first,saliency_coding"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "tasks/s" in captured.out and "task" in captured.err  # summary and progress bar
+    assert "tasks/s" in captured.out and "task/s" in captured.err  # summary and progress bar
     assert sorted(p.name for p in out.glob("*.jsonl")) == [
         "reading_first_tiny-llama.jsonl", "saliency_coding_tiny-llama.jsonl"]
     header, recs = records(out / "saliency_coding_tiny-llama.jsonl")
