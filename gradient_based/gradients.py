@@ -41,8 +41,8 @@ def two_step_gradients(model, prompt_ids: torch.Tensor, new_ids: torch.Tensor,
     with torch.enable_grad():
         embeds = embed(seq[None].to(device)).detach().requires_grad_(True)
         logits = model(inputs_embeds=embeds, use_cache=False).logits[0]
-        first = torch.softmax(logits[p - 1].float(), -1)[new_ids[0]]
-        last = torch.softmax(logits[-1].float(), -1)[new_ids[-1]]
+        first = torch.softmax(logits[p - 1].float(), -1)[int(new_ids[0])]
+        last = torch.softmax(logits[-1].float(), -1)[int(new_ids[-1])]
         (g_first,) = torch.autograd.grad(first, embeds, retain_graph=True)
         (g_last,) = torch.autograd.grad(last, embeds)
     emb = embeds.detach()[0].float().cpu()

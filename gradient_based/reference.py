@@ -29,14 +29,18 @@ def per_step_gradients(model, prompt_ids: torch.Tensor, new_ids: torch.Tensor,
             captured["e"] = output
 
         handle = embed.register_forward_hook(hook)
+        frozen = not embed.weight.requires_grad
         try:
             with torch.enable_grad():
+                # ecco relies on the embedding weights requiring grad so that their output does
                 embed.weight.requires_grad_(True)
                 logits = model(input_ids=ids, use_cache=False).logits[0, -1]
-                prob = torch.softmax(logits.float(), -1)[new_ids[t]]
+                prob = torch.softmax(logits.float(), -1)[int(new_ids[t])]
                 prob.backward()
         finally:
             handle.remove()
+            if frozen:
+                embed.weight.requires_grad_(False)
         e = captured["e"]
         out[t] = StepGradient(e.grad[0].float().cpu(), e.detach()[0].float().cpu())
         model.zero_grad(set_to_none=True)
