@@ -238,3 +238,10 @@ def test_smollm2_loads_offline_from_the_package_and_is_cached():
     gen = models.generate(lm, [prompt], 8)[0]
     assert len(gen.new_ids) == 8 and gen.text.strip()  # a real model continues with code
 
+
+
+def test_folder_that_is_not_a_model_is_a_clear_error(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a model")
+    with pytest.raises(models.ModelLoadError, match="cannot load model .*notes.*local folder"):
+        models.load_model(str(tmp_path / "notes"))
