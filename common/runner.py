@@ -58,8 +58,16 @@ class RunSummary:
                  f"done, {self.seconds:.1f} s ({self.tasks_per_second:.2f} tasks/s)"]
         for m in self.methods:
             lines.append(f"  {m:28s} scored {self.scored.get(m, 0):4d}  failed "
-                         f"{self.failed.get(m, 0):4d}  -> {self.paths[m]}")
+                         f"{self.failed.get(m, 0):4d}  -> {_short(self.paths[m])}")
         return "\n".join(lines)
+
+
+def _short(path: Path) -> str:
+    """A path relative to the working folder when it lies below it (readable, no home paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _meta(lm: models.LoadedModel, method: registry.Method, batch_size: int) -> dict:
