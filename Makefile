@@ -10,7 +10,7 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
 export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup fetch reproduce errors test lint bench
+.PHONY: setup fetch reproduce attention errors test lint bench
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ reproduce: setup
 		-p DATA_MIRROR "$(DATA_MIRROR)"
 	@echo "Tables and figures in analysis/output/; executed notebook: analysis/reproduce.ipynb"
 
+# Self-attention and gradient methods. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks.
+# make attention MODEL=codegen LIMIT=50 | MODEL=path/to/model DEVICE=cuda DTYPE=float16 BATCH=8
+ATTENTION_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT)) \
+	$(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(DTYPE),--dtype $(DTYPE)) $(if $(BATCH),--batch-size $(BATCH)) \
+	$(if $(VARIANT),--variant $(VARIANT)) $(if $(METHODS),--methods $(METHODS)) \
+	$(if $(THREADS),--threads $(THREADS)) $(if $(OUTPUT),--output $(OUTPUT))
+attention: setup
+	$(BIN)/python -m common.runner $(ATTENTION_ARGS)
+
 # Error analysis: run generations against the benchmark tests, suggest error patterns.
 ERRORS_ARGS ?=
 errors: setup
@@ -45,3 +55,4 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_harness.py
+	$(BIN)/python bench/bench_attention.py --models tiny,smollm2 --tasks 3 --threads 1
