@@ -88,3 +88,32 @@ def test_non_finite_shap_values_are_a_failure(monkeypatch):
                         lambda self, X, **k: np.array([[np.nan, 0.0, 1.0]]))
     out = ShapKernel(RuleGenerator(RULES)).attribute(mbpp_task("sort the numbers"))
     assert out.failure and "non-finite" in out.failure
+
+
+def test_partition_variant_ranks_the_word_that_matters_and_keeps_layout():
+    from perturbation_based.shap_method import ShapPartition
+
+    task = mbpp_task("Write a function to sort the numbers in a list.")
+    gen = RuleGenerator(RULES)
+    out = ShapPartition(gen, max_evals=40).attribute(task)
+    assert out.failure is None and len(out.scores) == 11  # 10 words and the full stop
+    scores = np.asarray(out.scores)
+    assert scores.argmax() == 4 and scores[6] > 0  # "sort" first, "numbers" counts too
+    # with few evaluations a neighbour of "numbers" may share its credit, never much of it
+    assert np.delete(scores, [4, 6]).max() < scores[4] / 10
+    assert out.n_generations == len(set(gen.prompts_seen)) <= 40 + 1
+    # absent words are replaced in place: the rest of the text keeps its spacing
+    assert "[MASK] [MASK] [MASK] [MASK] sort the numbers in a list.\ndef function():" in gen.prompts_seen
+
+
+def test_partition_variant_records_shap_errors(monkeypatch):
+    import shap
+
+    from perturbation_based.shap_method import ShapPartition
+
+    def boom(self, *a, **k):
+        raise ValueError("bad masker")
+
+    monkeypatch.setattr(shap.explainers.Partition, "__call__", boom)
+    out = ShapPartition(RuleGenerator(RULES)).attribute(mbpp_task("sort the numbers"))
+    assert out.failure == "SHAP failed: ValueError: bad masker" and out.scores == []
