@@ -119,8 +119,9 @@ class ChatBackend:
 
     # -- settings and cache ------------------------------------------------------------------
     def settings(self) -> dict:
-        """Everything that changes an answer (the cache key) and how it is read."""
-        return {"api": "chat.completions", "base_url": self.base_url, "temperature": self.temperature,
+        """Everything that changes an answer: the cache key. The server address is not part of it,
+        so a local server restarted on another port still hits the cache."""
+        return {"api": "chat.completions", "temperature": self.temperature,
                 "seed": self.seed, "system_prompt": self.system_prompt, "max_tokens": self.max_tokens}
 
     def _messages(self, prompt: str) -> list[dict]:

