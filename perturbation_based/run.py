@@ -252,3 +252,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def top_words(path: str | os.PathLike, k: int = 10, limit: int = 3) -> list[str]:
+    """A few lines per task of a result file: the ``k`` highest-scoring words (for notebooks)."""
+    from common.results import AttentionResult
+
+    result = AttentionResult.load(path)
+    lines = []
+    for prompt, ps in list(result.prompts.items())[:limit]:
+        words = ", ".join(f"{prompt[a:b]} {ps.scores[i]:.3f}" for i in ps.top_k(k) for a, b in [ps.spans[i]])
+        lines.append(f"{ps.task_id}: {words}")
+    lines += [f"{tid}: FAILED {reason}" for tid, reason in list(result.failures.items())[:limit]]
+    return lines
