@@ -135,7 +135,7 @@ def _write_usage(path: Path, run_id: str, usage: dict) -> None:
 def run(method_name: str, generator, tasks, result_dir: str | os.PathLike = paths.RESULT_DIR,
         method_options: dict | None = None, progress: bool = True, method=None) -> RunSummary:
     """Attribute every task not yet in the result file, appending as each finishes."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     method = method or methods.create(method_name, generator, **(method_options or {}))
     model = generator.name
