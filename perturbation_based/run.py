@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def run(method_name: str, generator, tasks, result_dir: str | os.PathLike = path
     writer = ResultWriter(path, method_name, model, meta)
     summary = RunSummary(method_name, model, path)
     usage_path = path.with_name(path.name.removesuffix(".jsonl") + ".usage.json")
-    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # unique even for two runs within one second (a stop and an immediate resume)
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     bar = tqdm(tasks, desc=f"{method_name} {model}", disable=not progress)
     for task in bar:

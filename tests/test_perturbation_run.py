@@ -54,7 +54,7 @@ def test_budget_stop_then_resume_pays_each_prompt_once(tmp_path):
             scores = result.prompts[task.prompt]
             assert len(scores.spans) == len(task.prompt.split())
         usage = json.loads(first.path.with_name("bert_perturbation_stub-model.usage.json").read_text())
-        assert len(usage["runs"]) >= 1 and usage["total"]["requests"] == distinct
+        assert len(usage["runs"]) == 2 and usage["total"]["requests"] == distinct
 
 
 def test_backend_outage_stops_without_recording_the_task(tmp_path):
