@@ -51,11 +51,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(lm, tasks, filler, batch_size: int, device: str) -> dict:
+def throughput(lm, tasks, filler, batch_size: int, device: str, cap: int | None = None) -> dict:
     jobs = []
     for t in tasks:
         _, _, prompts = perturbed_prompts(t.prompt, t.model_prompt, t.region, filler)
-        jobs.append(([t.model_prompt, *prompts], models.generation_budget(lm, t.reference)))
+        budget = models.generation_budget(lm, t.reference)
+        jobs.append(([t.model_prompt, *prompts], min(budget, cap) if cap else budget))
     n = sum(len(p) for p, _ in jobs)
     models.generate(lm, [jobs[0][0][0]], 2)  # warm-up: first-call allocations are not the method's
     sync(device)
@@ -71,7 +72,7 @@ def throughput(lm, tasks, filler, batch_size: int, device: str) -> dict:
             "budget_tokens": [b for _, b in jobs],
             "one_at_a_time_s": round(t1 - t0, 3), "batched_s": round(t2 - t1, 3),
             "one_at_a_time_per_s": round(n / (t1 - t0), 2), "batched_per_s": round(n / (t2 - t1), 2),
-            "speedup": round((t1 - t0) / (t2 - t1), 2), "mismatched_outputs": mismatches}
+            "budget_cap": cap, "speedup": round((t1 - t0) / (t2 - t1), 2), "mismatched_outputs": mismatches}
 
 
 class Standin:
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--tasks", type=int, default=2, help="MBPP tasks for the throughput runs")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int,
+                   help="cap the study's budget (reference tokens + 20) to keep CPU runs short")
     p.add_argument("--count-tasks", type=int, default=20, help="tasks per benchmark for the counts")
     p.add_argument("--out")
     a = p.parse_args(argv)
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         lm = load(name, a.device)
         print(f"{name}: loaded in {time.perf_counter() - t0:.1f} s", flush=True)
-        r = throughput(lm, data.select("mbpp", a.tasks), filler, a.batch_size, a.device)
+        r = throughput(lm, data.select("mbpp", a.tasks), filler, a.batch_size, a.device, a.max_new_tokens)
         report["throughput"][name] = r
         print(f"{name}: {r['prompts']} prompts, one at a time {r['one_at_a_time_per_s']}/s, "
               f"batched({a.batch_size}) {r['batched_per_s']}/s, speedup {r['speedup']}x, "
