@@ -121,14 +121,19 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int,
                    help="cap the study's budget (reference tokens + 20) to keep CPU runs short")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (1 avoids the collapse of a 2-thread pool on a busy machine)")
     p.add_argument("--count-tasks", type=int, default=20, help="tasks per benchmark for the counts")
     p.add_argument("--out")
     a = p.parse_args(argv)
     import torch
     torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     data = dataset.load("corrected")
     filler = BertFiller("tiny-random-bert", device=a.device)
-    report = {"device": a.device, "cpu": platform.processor() or platform.machine(),
+    import os
+    report = {"device": a.device, "cpu_cores": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
               "torch_threads": torch.get_num_threads(),
               "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else None,
               "throughput": {}, "generations_per_task": {}}
@@ -142,7 +147,7 @@ def main(argv=None) -> int:
               f"batched({a.batch_size}) {r['batched_per_s']}/s, speedup {r['speedup']}x, "
               f"mismatches {r['mismatched_outputs']}", flush=True)
         del lm
-    for bench in ("humaneval", "mbpp"):
+    for bench in ("humaneval", "mbpp") if a.count_tasks > 0 else ():
         c = counts(data.select(bench, a.count_tasks), filler)
         report["generations_per_task"][bench] = c
         for m in ("bert_perturbation", "shap_perturbation", "shap_text_perturbation"):
