@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     data = dataset.load("corrected")
     filler = BertFiller("tiny-random-bert", device=a.device)
     import os
-    report = {"device": a.device, "cpu_cores": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
+    report = {"device": a.device, "cpu_cores": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+              "cpu": platform.processor() or platform.machine(),
               "torch_threads": torch.get_num_threads(),
               "gpu": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else None,
               "throughput": {}, "generations_per_task": {}}
