@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads; 1 is faster on a small CPU shared with other jobs")
     p.add_argument("--fill-model", default="bert-base-uncased")
     p.add_argument("--nsamples", type=int, default=50)
     p.add_argument("--l1-reg", type=_l1, default="aic")
@@ -241,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     temperature = None if a.temperature == "default" else float(a.temperature)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     gen = build_generator(a.model, base_url=a.base_url, backend=a.backend, name=a.name, device=a.device,
                           dtype=a.dtype, batch_size=a.batch_size, cache_path=a.cache,
                           temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency)

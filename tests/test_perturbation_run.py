@@ -131,3 +131,25 @@ def test_real_tasks_score_words_of_the_region(corrected, tmp_path):
         assert len(ps.spans) > 3
         assert (ps.spans[:, 0] >= t.region[0]).all() and (ps.spans[:, 1] <= t.region[1]).all()
         assert all(t.prompt[a:b].strip() == t.prompt[a:b] and t.prompt[a:b] for a, b in ps.spans)
+
+
+def test_cli_budget_stop_exit_code_then_resume(tmp_path, capsys, mirror):
+    argv = ["--method", "bert_perturbation", "--model", "stub-model", "--base-url", None,
+            "--fill-model", "tiny-random-bert", "--benchmark", "mbpp", "--limit", "2",
+            "--result-dir", str(tmp_path / "res"), "--cache", str(tmp_path / "c.sqlite"),
+            "--no-progress", "--threads", "1"]
+    with StubServer(lifetime_s=60) as server:
+        argv[5] = server.base_url
+        # the stub model is unpriced (cost 0), so the budget never binds: a full run
+        assert run.main(argv + ["--max-cost-usd", "0.0001"]) == 0
+        out = capsys.readouterr().out
+        assert "2 scored, 0 failed" in out and "$0.0000" in out
+        n = len(server.requests)
+        assert run.main(argv) == 0 and len(server.requests) == n  # resumed: nothing asked
+        assert "0 scored, 0 failed, 2 already done" in capsys.readouterr().out
+    # a priced model with a tiny budget stops with exit code 2
+    with StubServer(lifetime_s=60) as server:
+        argv[5] = server.base_url
+        argv[3] = "gpt-4o"
+        assert run.main(argv + ["--max-cost-usd", "0.0001", "--name", "priced"]) == 2
+        assert "STOPPED" in capsys.readouterr().out and len(server.requests) <= 4
