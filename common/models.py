@@ -12,7 +12,6 @@ says so.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -201,15 +200,12 @@ def load_model(name_or_path: str, device: str = "cpu", dtype=None,
     except ImportError as exc:
         raise ModelLoadError(f"model {name_or_path!r} needs a missing optional package: {exc}") from exc
     except (OSError, ValueError) as exc:
-        text = str(exc)
-        offline = os.environ.get("HF_HUB_OFFLINE") or "offline" in text.lower() or \
-            "connect" in text.lower() or "resolve" in text.lower() or "cache" in text.lower()
-        where = "a local folder" if Path(load_from).is_dir() else "a hub id"
-        hint = (" The hub is unreachable from here, so a hub id works only if it is already in "
-                "the local Hugging Face cache; pass a local folder, or a short name "
-                f"{sorted(CHECKPOINTS)} whose files are cached." if offline or where == "a hub id" else "")
-        raise ModelLoadError(f"cannot load model {name_or_path!r} ({where} {load_from!r}): "
-                             f"{text.splitlines()[0] if text else type(exc).__name__}.{hint}") from exc
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        where = "local folder" if Path(load_from).is_dir() else "hub id"
+        raise ModelLoadError(f"cannot load model {name_or_path!r} ({where} {load_from!r}): {text}. "
+                             f"A model is a folder with config.json and tokenizer files, a hub id "
+                             f"in the local Hugging Face cache, or a short name "
+                             f"{sorted(CHECKPOINTS)}.") from exc
     model.to(device)
     model.eval()
     if tokenizer.pad_token_id is None:
@@ -380,17 +376,3 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
         elif isinstance(value, list | tuple):
             ids.update(v for v in value if isinstance(v, int))
     return ids
-
-
-@contextlib.contextmanager
-def offline_hub():
-    """Make hub look-ups fail fast instead of waiting on an unreachable network."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old

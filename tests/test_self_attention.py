@@ -1,0 +1,185 @@
+"""Self-attention methods: captured rows equal the full ``output_attentions`` maps, each method's
+layer/head reduction against an independent numpy computation, and the coding position."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from common import models, registry
+from common.example import Example, TaskFailure, function_body_end
+from self_attention_based.capture import AttentionUnavailable, attention_rows, full_attentions
+from tests.tiny_models import ARCHITECTURES, build_model, tiny_model
+
+PROMPT = ('from typing import List\n\n\ndef sort_list(numbers: List[int]) -> List[int]:\n'
+          '    """ Sort the given list of integers in ascending order.\n    """\n')
+BODY = "    numbers = sorted(numbers)\n    return numbers\n\n\ndef check(x):\n    pass\n"
+
+
+def make_task(prompt=PROMPT, benchmark="humaneval"):
+    from common.dataset import scored_region
+    return SimpleNamespace(task_id="t/0", prompt=prompt, benchmark=benchmark,
+                           model_prompt=prompt + ("\ndef function():" if benchmark == "mbpp" else ""),
+                           region=scored_region(benchmark, prompt), reference="return 1")
+
+
+def forced_example(lm, continuation=BODY, task=None):
+    """An example whose 'generation' is a chosen text (random models write no function body)."""
+    task = task or make_task()
+    prompt_ids = models.encode(lm, task.model_prompt)
+    new = torch.tensor(lm.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+    text = lm.tokenizer.decode(new, skip_special_tokens=True)
+    return Example(lm, task, models.Generation(prompt_ids, new, text, task.model_prompt, len(new)))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_captured_rows_equal_full_attention_maps(arch):
+    lm = tiny_model(arch)
+    ex = forced_example(lm)
+    rows = [ex.reading_index, ex.coding_index, 3]
+    got = attention_rows(lm.model, ex.ids, rows)
+    full = full_attentions(lm.model, ex.ids)
+    n_layers = len(full)
+    assert got.shape == (n_layers, full.shape[1], 3, len(ex.ids))
+    assert n_layers == 2 and full.shape[1] == 4
+    torch.testing.assert_close(got, full[:, :, rows, :], rtol=1e-5, atol=1e-6)
+    # Probabilities: each row sums to one over the causal prefix and is zero beyond it.
+    torch.testing.assert_close(got.sum(-1), torch.ones(n_layers, 4, 3), rtol=1e-5, atol=1e-5)
+    assert got[:, :, 0, rows[0] + 1:].abs().max() == 0
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_self_attention_method_matches_numpy_reference(arch):
+    lm = tiny_model(arch)
+    ex = forced_example(lm)
+    full = full_attentions(lm.model, ex.ids).numpy()  # (L, H, n, n)
+    p = ex.prompt_len
+    for stage, row in (("reading", ex.reading_index), ("coding", ex.coding_index)):
+        a = full[:, :, row, :p]
+        want = {
+            f"{stage}_first": a[0].mean(0), f"{stage}_last": a[-1].mean(0),
+            f"{stage}_all": a.mean(axis=(0, 1)),
+            f"{stage}_first_layer0": a[0, 0], f"{stage}_last_layer0": a[0, -1],
+            f"{stage}_all_layer0": a[0].sum(0),
+        }
+        for name, ref in want.items():
+            got = registry.get(name).attribute(ex)
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7, err_msg=f"{arch} {name}")
+    # The variants are different computations, not aliases of one another.
+    assert not np.allclose(registry.get("reading_first").attribute(ex),
+                           registry.get("reading_first_layer0").attribute(ex))
+    assert not np.allclose(registry.get("reading_first").attribute(ex),
+                           registry.get("reading_last").attribute(ex))
+
+
+def test_one_forward_pass_serves_all_self_attention_methods(monkeypatch):
+    import self_attention_based.layers as layers
+    calls = []
+    real = layers.attention_rows
+    monkeypatch.setattr(layers, "attention_rows", lambda *a: calls.append(a[2]) or real(*a))
+    ex = forced_example(tiny_model("gpt2"))
+    for m in registry.select(None, "self_attention", "both"):
+        m.attribute(ex)
+    assert calls == [[ex.reading_index, ex.coding_index]]
+
+
+def test_reading_index_is_first_generated_position_and_coding_the_body_end():
+    lm = tiny_model("llama")
+    ex = forced_example(lm)
+    assert ex.reading_index == len(ex.generation.prompt_ids)
+    # The body's last character is the "s" of "return numbers"; its token ends there.
+    text = ex.generation.text
+    body_end = text.index("numbers\n\n") + len("numbers")
+    k = ex.coding_index - ex.prompt_len
+    ends = ex.generated_char_ends()
+    assert ends[k] >= body_end > (ends[k - 1] if k else 0)
+    assert lm.tokenizer.decode(ex.ids[ex.coding_index]).strip().endswith("s")
+
+
+def test_no_function_body_fails_coding_only():
+    lm = tiny_model("gpt2")
+    ex = forced_example(lm, continuation="print('hi')\nx = 1\n")
+    assert registry.get("reading_last").attribute(ex).shape == (ex.prompt_len,)
+    with pytest.raises(TaskFailure, match="no function body"):
+        registry.get("coding_last").attribute(ex)
+
+
+def test_no_generated_token_fails_with_reason():
+    ex = forced_example(tiny_model("gpt2"), continuation="")
+    with pytest.raises(TaskFailure, match="generated no token"):
+        registry.get("reading_first").attribute(ex)
+
+
+def test_sdpa_model_is_a_clear_error():
+    lm = build_model("llama", attn_implementation="sdpa")
+    ex = forced_example(lm)
+    with pytest.raises(AttentionUnavailable, match="attn_implementation='eager'"):
+        registry.get("reading_first").attribute(ex)
+
+
+def test_capture_drops_the_full_maps():
+    """With the hooks on, even ``output_attentions=True`` gets no map: none outlives its layer."""
+    from self_attention_based.capture import _hooks
+    lm = tiny_model("gpt_neox")
+    ids = models.encode(lm, PROMPT)
+    store = []
+    with _hooks(lm.model, [5], store), torch.no_grad():
+        out = lm.model(ids[None], output_attentions=True)
+    assert [s.shape for s in store] == [(4, 1, len(ids))] * 2
+    assert out.attentions is None or all(a is None for a in out.attentions)
+    with torch.no_grad():
+        out = lm.model(ids[None], output_attentions=True)  # hooks removed: maps are back
+    assert out.attentions[0].shape == (1, 4, len(ids), len(ids))
+
+
+# -- function body ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prompt,gen,body", [
+    (PROMPT, "    return sorted(numbers)\n\n\ndef main():\n    pass\n", "    return sorted(numbers)"),
+    (PROMPT, "    return sorted(numbers)", "    return sorted(numbers)"),
+    (PROMPT, "    if x:\n\n        y = 1\n    return y\nprint(1)\n",
+     "    if x:\n\n        y = 1\n    return y"),
+    (PROMPT, "print(1)\n", None),
+    (PROMPT, "\n\n", None),
+    ("Write a function to add.\ndef function():", "\n    return a + b\n\n\nassert f()", "\n    return a + b"),
+    ("Write a function to add.\ndef function():", " return 1\nx = 2", " return 1"),
+    ("Write a function to add.\ndef function():", "\nx = 2\n", None),
+    ("def helper(a):\n    return a\n\n\ndef target(b):\n    \"\"\"Doc.\"\"\"\n", "    return helper(b)\nz",
+     "    return helper(b)"),
+    ("no def here\n", "def f():\n\treturn 1\n\nx", "def f():\n\treturn 1"),
+    ("no def here\n", "x = 1\n", None),
+])
+def test_function_body_end(prompt, gen, body):
+    end = function_body_end(prompt + gen, len(prompt))
+    if body is None:
+        assert end is None
+    else:
+        assert (prompt + gen)[len(prompt):end] == body
+
+
+def test_attention_modules_one_per_layer_for_every_architecture():
+    from self_attention_based.capture import attention_modules
+    for arch in ARCHITECTURES:
+        mods = attention_modules(tiny_model(arch).model)
+        assert len(mods) == 2 and all(index == 1 for _, index in mods), arch
+        assert all(type(m).__name__.endswith("Attention") for m, _ in mods)
+
+
+def test_fallback_finds_attention_modules_by_class_name(monkeypatch):
+    import self_attention_based.capture as capture
+    lm = tiny_model("gpt2")
+    monkeypatch.setattr(capture, "_recorder_specs", lambda model: [])
+    mods = capture.attention_modules(lm.model)
+    assert [type(m).__name__ for m, _ in mods] == ["GPT2Attention"] * 2
+    ex = forced_example(lm)
+    got = capture.attention_rows(lm.model, ex.ids, [ex.reading_index])
+    torch.testing.assert_close(got[:, :, 0], full_attentions(lm.model, ex.ids)[:, :, ex.reading_index])
+
+
+def test_model_without_attention_modules_is_a_clear_error():
+    import self_attention_based.capture as capture
+    with pytest.raises(AttentionUnavailable, match="no attention module"):
+        capture.attention_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)))
