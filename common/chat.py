@@ -96,6 +96,10 @@ class ChatBackend:
         self.system_prompt = system_prompt
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
+        if prices_per_1k is None and model not in PRICES_PER_1K and max_cost_usd is not None:
+            # a budget over an unpriced model would never bind: refuse rather than overspend
+            raise ChatError(f"no price known for model {model!r}, so MAX_COST_USD cannot be enforced: "
+                            f"pass prices_per_1k=(input, output) USD per 1K tokens")
         self.prices = prices_per_1k if prices_per_1k is not None else PRICES_PER_1K.get(model, (0.0, 0.0))
         self.concurrency = max(1, int(concurrency))
         self.max_retries = max_retries

@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="chat temperature; 'default' leaves the server's (the study's noisy GPT-4 BERT run)")
     p.add_argument("--max-cost-usd", type=float,
                    default=float(os.environ["MAX_COST_USD"]) if os.environ.get("MAX_COST_USD") else None)
+    p.add_argument("--price-per-1k", type=float, nargs=2, metavar=("INPUT", "OUTPUT"),
+                   help="USD per 1K input and output tokens (needed for a budget on a model "
+                        "missing from common.chat.PRICES_PER_1K)")
+    p.add_argument("--no-extract-code", action="store_true",
+                   help="compare whole chat answers, as the published GPT-4 runs did")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -248,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     gen = build_generator(a.model, base_url=a.base_url, backend=a.backend, name=a.name, device=a.device,
                           dtype=a.dtype, batch_size=a.batch_size, cache_path=a.cache,
-                          temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency)
+                          temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency,
+                          prices_per_1k=tuple(a.price_per_1k) if a.price_per_1k else None,
+                          extract_code=not a.no_extract_code)
     opts = method_options(a.method, fill_model=a.fill_model, fill_device=a.device, nsamples=a.nsamples,
                           l1_reg=a.l1_reg, max_evals=a.max_evals, seed=a.seed, smoothing=a.smoothing)
     summary = run(a.method, gen, select_tasks(a.benchmark, a.limit, a.labels), a.result_dir, opts,

@@ -130,3 +130,9 @@ def test_openai_without_key_is_an_error(monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ChatError, match="OPENAI_API_KEY"):
         ChatBackend("gpt-4o", cache=GenerationCache(None))
+
+
+def test_budget_needs_a_price(server, tmp_path):
+    with pytest.raises(ChatError, match="no price known for model 'stub-model'"):
+        backend(server, tmp_path, max_cost_usd=1.0)
+    assert backend(server, tmp_path, max_cost_usd=1.0, prices_per_1k=(0.5, 1.0)).prices == (0.5, 1.0)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from common.chat import ChatBackend
+from common.chat import ChatBackend, ChatError
 from common.generation_cache import GenerationCache
 from common.results import AttentionResult, ResultFileError
 from perturbation_based import methods, run
@@ -140,8 +140,10 @@ def test_cli_budget_stop_exit_code_then_resume(tmp_path, capsys, mirror):
             "--no-progress", "--threads", "1"]
     with StubServer(lifetime_s=60) as server:
         argv[5] = server.base_url
-        # the stub model is unpriced (cost 0), so the budget never binds: a full run
-        assert run.main(argv + ["--max-cost-usd", "0.0001"]) == 0
+        # a budget on an unpriced model could never bind: refused before any request
+        with pytest.raises(ChatError, match="no price known"):
+            run.main(argv + ["--max-cost-usd", "1"])
+        assert run.main(argv + ["--max-cost-usd", "1", "--price-per-1k", "0", "0"]) == 0
         out = capsys.readouterr().out
         assert "2 scored, 0 failed" in out and "$0.0000" in out
         n = len(server.requests)
