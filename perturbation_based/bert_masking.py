@@ -75,6 +75,7 @@ class BertFiller:
         if tokenizer.mask_token is None:
             raise ValueError(f"{self.name}: the tokenizer has no mask token")
         self.mask_token = tokenizer.mask_token
+        self._special = sorted(set(tokenizer.all_special_ids))
 
     def _ids(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
@@ -105,7 +106,10 @@ class BertFiller:
                 att[j, :len(r)] = 1
             logits = self.model(input_ids=ids.to(self.device), attention_mask=att.to(self.device)).logits
             pos = (ids == mask_id).nonzero()
-            top = logits[pos[:, 0], pos[:, 1]].argmax(-1).tolist()
+            at_mask = logits[pos[:, 0], pos[:, 1]]
+            # "[SEP]" or "[PAD]" written into a code prompt is no word: best real token instead
+            at_mask[:, self._special] = float("-inf")
+            top = at_mask.argmax(-1).tolist()
             out.extend(self.tokenizer.decode([t]).strip() for t in top)
         return out
 

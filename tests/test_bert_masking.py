@@ -120,3 +120,14 @@ def test_tiny_bert_end_to_end_mask_goes_through_bert():
     assert len(fills) == 6 == len(out.scores)
     for (a, b), fill, p in zip(out.spans, fills, gen.calls[0][1:]):
         assert p == task.model_prompt[:a] + fill + task.model_prompt[b:]
+
+
+def test_fill_never_writes_a_special_token():
+    import torch
+
+    from perturbation_based.bert_masking import tiny_random_bert
+    model, tok = tiny_random_bert(seed=1)  # a private copy: its head is changed below
+    with torch.no_grad():
+        model.cls.predictions.decoder.bias[tok.sep_token_id] = 1e4
+        model.cls.predictions.decoder.bias[tok.convert_tokens_to_ids("house")] = 1e3
+    assert BertFiller(model, tok).fill(["sort the [MASK] list"]) == ["house"]
