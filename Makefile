@@ -10,7 +10,7 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
 export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup fetch reproduce attention errors test lint bench
+.PHONY: setup fetch reproduce attention perturbation errors test lint bench
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,21 @@ ATTENTION_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT))
 attention: setup
 	$(BIN)/python -m common.runner $(ATTENTION_ARGS)
 
+# Perturbation methods (BERT masking, SHAP) for a Hugging Face model or a chat model behind an
+# OpenAI-compatible API. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks, SHAP. BERT masking
+# needs its fill-mask model, bert-base-uncased (from the hub, or FILL_MODEL=<folder>).
+# make perturbation METHOD=shap_perturbation MODEL=gpt-4-1106-preview NAME=gpt4 MAX_COST_USD=20
+METHOD ?= shap_perturbation
+PERTURBATION_ARGS = --method $(METHOD) --model $(or $(MODEL),smollm2) \
+	$(if $(MODEL),,--benchmark mbpp --limit 5) \
+	$(if $(NAME),--name $(NAME)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
+	$(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(LIMIT),--limit $(LIMIT)) \
+	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(DTYPE),--dtype $(DTYPE)) $(if $(BATCH),--batch-size $(BATCH)) \
+	$(if $(FILL_MODEL),--fill-model $(FILL_MODEL)) $(if $(THREADS),--threads $(THREADS))
+perturbation: setup
+	$(BIN)/python -m perturbation_based.run $(PERTURBATION_ARGS)
+
 # Error analysis: run generations against the benchmark tests, suggest error patterns.
 ERRORS_ARGS ?=
 errors: setup
@@ -56,3 +71,5 @@ bench: setup
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_harness.py
 	$(BIN)/python bench/bench_attention.py --models tiny,smollm2 --tasks 3 --threads 1
+	$(BIN)/python bench/bench_perturbation.py --models tiny,smollm2 --tasks 1 --batch-size 32 \
+		--max-new-tokens 48 --threads 1

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from . import extract
 from .generation_cache import GenerationCache
 
 #: The study's system prompt for GPT-4.
@@ -49,18 +49,12 @@ class BudgetExceeded(RuntimeError):
     """The cost budget is spent; everything answered so far is cached and saved."""
 
 
-_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-
-
 def extract_code_from_chat(answer: str) -> str:
-    """Code of a chat answer: the fenced blocks (python or unlabelled) joined in order, or the
-    whole answer when it has none. Deliberately minimal; see ``common.extract`` for the
-    error-analysis extractor this may later be unified with."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
-    code = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
-    if not code:
-        code = [body for _, body in blocks]
-    return "\n".join(b.rstrip("\n") for b in code) if code else answer
+    """Code of a chat answer, chosen as the error analysis chooses it
+    (:func:`common.extract.from_chat`: the block defining a function, usage examples dropped),
+    or the whole answer when it holds no code, so that BLEU still compares something."""
+    extraction = extract.from_chat(answer)
+    return extraction.code if extraction.found and extraction.code.strip() else answer
 
 
 @dataclass

@@ -23,20 +23,22 @@ def backend(server, tmp_path, **kw):
 
 
 def test_extract_code_from_chat():
-    assert extract_code_from_chat("x\n```python\na = 1\n```\ny") == "a = 1"
-    assert extract_code_from_chat("```\nb = 2\n```") == "b = 2"
-    assert extract_code_from_chat("```python\na\n```\ntext\n```py\nb\n```") == "a\nb"
-    # a non-python block is used only when there is no python one
-    assert extract_code_from_chat("```bash\nls\n```\n```python\nc\n```") == "c"
-    assert extract_code_from_chat("```sql\nSELECT 1\n```") == "SELECT 1"
+    # the block that defines a function wins; usage examples around it are dropped
+    answer = ("Sure:\n```bash\npip install x\n```\n```python\ndef f(a):\n    return a + 1\n\n"
+              "print(f(2))\n```\nThis adds one.")
+    assert extract_code_from_chat(answer) == "def f(a):\n    return a + 1\n\n"
+    # an answer cut by the token limit: the unclosed fence runs to the end
+    assert extract_code_from_chat("```python\ndef g():\n    return 1\n") == "def g():\n    return 1\n"
+    # an unfenced function is found in prose
+    assert extract_code_from_chat("Here:\ndef h():\n    return 2\nDone.").startswith("def h():")
+    # no code at all: the whole answer is compared
     assert extract_code_from_chat("no fences, just return 1") == "no fences, just return 1"
-    assert extract_code_from_chat("```python\nunterminated = 1\n") == "unterminated = 1"
 
 
 def test_answer_request_body_and_usage(server, tmp_path):
     be = backend(server, tmp_path, prices_per_1k=(1.0, 2.0))
     [code] = be.generate(["Sort the list."])
-    assert code == "def solution():\n    return 'Sort' + 'the' + 'list'"
+    assert code == "def solution():\n    return 'Sort' + 'the' + 'list'\n"
     body = server.requests[0]
     assert body["temperature"] == 0.0 and body["seed"] == 0 and body["model"] == "stub-model"
     assert body["messages"][0]["role"] == "system"
