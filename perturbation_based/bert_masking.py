@@ -61,8 +61,17 @@ class BertFiller:
             model, tokenizer = tiny_random_bert()
         if isinstance(model, str):
             self.name = model
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-            model = AutoModelForMaskedLM.from_pretrained(model)
+            try:
+                tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+                model = AutoModelForMaskedLM.from_pretrained(model)
+            except OSError as exc:
+                from common.models import ModelLoadError
+                raise ModelLoadError(
+                    f"fill-mask model {model!r} could not be loaded ({exc.__class__.__name__}: "
+                    f"{str(exc).splitlines()[0]}). It comes from the Hugging Face hub: run once "
+                    f"with network access (it is then cached), or pass --fill-model "
+                    f"(FILL_MODEL=...) a local folder holding a masked LM and its tokenizer."
+                ) from exc
         else:
             self.name = getattr(model, "name_or_path", "") or type(model).__name__
         if tokenizer is None:

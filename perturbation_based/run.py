@@ -27,6 +27,7 @@ from common import dataset, paths
 from common.atomic import write_text
 from common.chat import PAPER_SYSTEM_PROMPT, BudgetExceeded, ChatBackend, ChatError
 from common.generation_cache import DEFAULT_PATH, GenerationCache
+from common.models import ModelLoadError
 from common.results import ResultFileError, ResultWriter, model_slug, result_path
 
 from . import methods
@@ -251,21 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
-    gen = build_generator(a.model, base_url=a.base_url, backend=a.backend, name=a.name, device=a.device,
-                          dtype=a.dtype, batch_size=a.batch_size, cache_path=a.cache,
-                          temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency,
-                          prices_per_1k=tuple(a.price_per_1k) if a.price_per_1k else None,
-                          extract_code=not a.no_extract_code)
-    opts = method_options(a.method, fill_model=a.fill_model, fill_device=a.device, nsamples=a.nsamples,
-                          l1_reg=a.l1_reg, max_evals=a.max_evals, seed=a.seed, smoothing=a.smoothing)
-    summary = run(a.method, gen, select_tasks(a.benchmark, a.limit, a.labels), a.result_dir, opts,
-                  progress=not a.no_progress)
+    try:
+        gen = build_generator(a.model, base_url=a.base_url, backend=a.backend, name=a.name, device=a.device,
+                              dtype=a.dtype, batch_size=a.batch_size, cache_path=a.cache,
+                              temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency,
+                              prices_per_1k=tuple(a.price_per_1k) if a.price_per_1k else None,
+                              extract_code=not a.no_extract_code)
+        opts = method_options(a.method, fill_model=a.fill_model, fill_device=a.device, nsamples=a.nsamples,
+                              l1_reg=a.l1_reg, max_evals=a.max_evals, seed=a.seed, smoothing=a.smoothing)
+        summary = run(a.method, gen, select_tasks(a.benchmark, a.limit, a.labels), a.result_dir,
+                      opts, progress=not a.no_progress)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(summary)
     return 2 if summary.stopped else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def top_words(path: str | os.PathLike, k: int = 10, limit: int = 3) -> list[str]:
@@ -279,3 +280,7 @@ def top_words(path: str | os.PathLike, k: int = 10, limit: int = 3) -> list[str]
         lines.append(f"{ps.task_id}: {words}")
     lines += [f"{tid}: FAILED {reason}" for tid, reason in list(result.failures.items())[:limit]]
     return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

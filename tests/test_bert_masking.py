@@ -131,3 +131,19 @@ def test_fill_never_writes_a_special_token():
         model.cls.predictions.decoder.bias[tok.sep_token_id] = 1e4
         model.cls.predictions.decoder.bias[tok.convert_tokens_to_ids("house")] = 1e3
     assert BertFiller(model, tok).fill(["sort the [MASK] list"]) == ["house"]
+
+
+def test_unavailable_fill_model_says_what_to_do(tmp_path, capsys):
+    from common.models import ModelLoadError
+    from perturbation_based.bert_masking import BertFiller
+    from perturbation_based.run import main
+    missing = str(tmp_path / "no-such-bert")
+    with pytest.raises(ModelLoadError, match=r"fill-mask model .*no-such-bert.* --fill-model"):
+        BertFiller(missing)
+    # the CLI turns it into one line on stderr and exit code 1, not a traceback
+    code = main(["--method", "bert_perturbation", "--model", "unused", "--base-url",
+                 "http://127.0.0.1:9/v1", "--fill-model", missing, "--limit", "1",
+                 "--result-dir", str(tmp_path), "--cache", str(tmp_path / "c.sqlite"),
+                 "--no-progress"])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("error: fill-mask model")
