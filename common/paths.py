@@ -14,3 +14,15 @@ RESULT_DIR = Path(os.environ.get("ATTN_RESULT_DIR", ROOT / "experiment_result"))
 PUBLISHED_RESULT_DIR = RESULT_DIR / "published"
 ANALYSIS_OUTPUT_DIR = Path(os.environ.get("ATTN_ANALYSIS_OUTPUT", ROOT / "analysis" / "output"))
 OTHER_DATA_DIR = ROOT / "other_data"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as printed to users: relative to the checkout (or the working folder) when it
+    lies below it, so outputs carry no machine-specific prefixes."""
+    resolved = Path(path).resolve()
+    for base in (ROOT, Path.cwd()):
+        try:
+            return str(resolved.relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)

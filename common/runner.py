@@ -28,7 +28,7 @@ from pathlib import Path
 
 from self_attention_based.capture import AttentionUnavailable
 
-from . import align, dataset, models, registry
+from . import align, dataset, models, paths, registry
 from .example import Example, TaskFailure
 from .paths import RESULT_DIR
 from .results import ResultFileError, ResultWriter, result_path
@@ -58,16 +58,9 @@ class RunSummary:
                  f"done, {self.seconds:.1f} s ({self.tasks_per_second:.2f} tasks/s)"]
         for m in self.methods:
             lines.append(f"  {m:28s} scored {self.scored.get(m, 0):4d}  failed "
-                         f"{self.failed.get(m, 0):4d}  -> {_short(self.paths[m])}")
+                         f"{self.failed.get(m, 0):4d}  -> {paths.shown(self.paths[m])}")
         return "\n".join(lines)
 
-
-def _short(path: Path) -> str:
-    """A path relative to the working folder when it lies below it (readable, no home paths)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _meta(lm: models.LoadedModel, method: registry.Method, batch_size: int) -> dict:

@@ -89,7 +89,7 @@ class RunSummary:
 
     def __str__(self) -> str:
         s = (f"{self.method}_{self.model}: {self.scored} scored, {self.failed} failed, "
-             f"{self.skipped} already done -> {self.path}")
+             f"{self.skipped} already done -> {paths.shown(self.path)}")
         if self.usage:
             s += (f"\n  {self.usage['requests']} requests, {self.usage['cache_hits']} cache hits, "
                   f"{self.usage['prompt_tokens']}+{self.usage['completion_tokens']} tokens, "
