@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic, dataset, extract, fetch, paths, safe_pickle
+from common import atomic, dataset, extract, fetch, highlight, paths, safe_pickle
 from common.execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Outcome, Sandbox, job_for
 from common.metrics import overlaps_any
 from common.results import AttentionResult, discover
@@ -466,17 +466,9 @@ LABEL_COLOURS = {"datatype": "#cfe8ff", "operator": "#ffe0b3", "property": "#d9f
 
 def render_prompt(prompt: str, keywords: list[dataset.Keyword], top_k: np.ndarray) -> str:
     """The prompt as HTML: keywords on a background coloured by label, top-k units boxed."""
-    cuts = {0, len(prompt)}
-    for kw in keywords:
-        cuts.update((kw.start, kw.end))
-    for s, e in top_k:
-        cuts.update((int(s), int(e)))
-    cuts = sorted(c for c in cuts if 0 <= c <= len(prompt))
     out = []
-    for s, e in zip(cuts, cuts[1:]):
-        text = html.escape(prompt[s:e])
-        label = next((kw.label for kw in keywords if kw.start <= s and e <= kw.end), None)
-        top = any(ts <= s and e <= te for ts, te in top_k)
+    for chunk, top, label in highlight.segments(prompt, top_k, keywords):
+        text = html.escape(chunk)
         classes = ([f"kw-{label}"] if label else []) + (["top"] if top else [])
         out.append(f'<span class="{" ".join(classes)}">{text}</span>' if classes else text)
     return "".join(out)

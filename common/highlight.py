@@ -13,28 +13,38 @@ import numpy as np
 from .results import PromptScores
 
 
-def _masks(prompt: str, ps: PromptScores, keywords, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per character: inside a top-k word; inside a human keyword."""
-    top = np.zeros(len(prompt), dtype=bool)
-    for i in ps.top_k(k):
-        a, b = ps.spans[i]
-        top[a:b] = True
-    human = np.zeros(len(prompt), dtype=bool)
-    for kw in keywords:
-        a, b = (kw.start, kw.end) if hasattr(kw, "start") else kw
-        human[a:b] = True
-    return top, human
+def segments(prompt: str, top_spans, keywords=(), region: tuple[int, int] | None = None,
+             ) -> list[tuple[str, bool, str | None]]:
+    """``prompt[region]`` cut at every boundary of a top-k span or keyword:
+    ``(text, inside a top-k span, label)`` per piece.
+
+    ``label`` is the label of the first keyword covering the piece ("" for a keyword given as a
+    bare span), or None outside every keyword. Adjacent top-k units stay separate pieces, so a
+    report can box each unit. Shared by the notebooks' highlighting and the error report.
+    """
+    a, b = region or (0, len(prompt))
+    spans = [(int(s), int(e)) for s, e in top_spans]
+    kws = [(kw.start, kw.end, kw.label) if hasattr(kw, "start") else (*kw, "") for kw in keywords]
+    cuts = {a, b}
+    for s, e, *_ in spans + kws:
+        cuts.update(c for c in (s, e) if a <= c <= b)
+    cuts = sorted(cuts)
+    out = []
+    for s, e in zip(cuts, cuts[1:]):
+        label = next((name for ks, ke, name in kws if ks <= s and e <= ke), None)
+        out.append((prompt[s:e], any(ts <= s and e <= te for ts, te in spans), label))
+    return out
 
 
 def _runs(prompt, ps, keywords, k, region):
-    """Maximal runs of characters with the same (top-k, human keyword) state."""
-    top, human = _masks(prompt, ps, keywords, k)
-    a, b = region or (0, len(prompt))
-    runs, start = [], a
-    for i in range(a + 1, b + 1):
-        if i == b or (top[i], human[i]) != (top[start], human[start]):
-            runs.append((prompt[start:i], bool(top[start]), bool(human[start])))
-            start = i
+    """Maximal runs of characters with the same (top-k, inside a human keyword) state."""
+    runs: list[tuple[str, bool, bool]] = []
+    for chunk, top, label in segments(prompt, ps.spans[ps.top_k(k)], keywords, region):
+        state = (top, label is not None)
+        if runs and runs[-1][1:] == state:
+            runs[-1] = (runs[-1][0] + chunk, *state)
+        else:
+            runs.append((chunk, *state))
     return runs
 
 
@@ -68,7 +78,10 @@ def to_html(prompt: str, ps: PromptScores, keywords=(), k: int = 10,
 
 def overlap(prompt: str, ps: PromptScores, keywords, k: int = 10) -> tuple[int, int]:
     """``(top-k words overlapping a human keyword, number of top-k words)``."""
-    _, human = _masks(prompt, ps, keywords, k)
+    human = np.zeros(len(prompt), dtype=bool)
+    for kw in keywords:
+        a, b = (kw.start, kw.end) if hasattr(kw, "start") else kw
+        human[a:b] = True
     idx = ps.top_k(k)
     return sum(bool(human[a:b].any()) for a, b in ps.spans[idx]), len(idx)
 
