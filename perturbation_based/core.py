@@ -60,21 +60,14 @@ def region_words(prompt: str, region: tuple[int, int], drop_punctuation: bool) -
     text = prompt[a:b]
     spans, pos = [], 0
     for tok in word_tokenize(text, preserve_line=True):
-        if drop_punctuation and is_punctuation(tok):
-            # still advance past it so a later identical word is found after it
-            forms = _QUOTE_FORMS.get(tok, (tok,))
-            hits = [(text.find(f, pos), f) for f in forms if text.find(f, pos) >= 0]
-            if hits:
-                start, form = min(hits)
-                pos = start + len(form)
-            continue
         forms = _QUOTE_FORMS.get(tok, (tok,))
         hits = [(text.find(f, pos), f) for f in forms if text.find(f, pos) >= 0]
         if not hits:
             continue
         start, form = min(hits)
-        spans.append((a + start, a + start + len(form)))
-        pos = start + len(form)
+        pos = start + len(form)  # dropped punctuation still advances, so a later twin is found after it
+        if not (drop_punctuation and is_punctuation(tok)):
+            spans.append((a + start, a + start + len(form)))
     return spans
 
 
