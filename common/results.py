@@ -205,17 +205,28 @@ class ResultWriter:
     """Append task records to a result file as they finish; reopening resumes.
 
     ``done`` holds the task ids already recorded (scored or failed). A torn last line left by
-    a killed run is cut off (atomically) when the writer opens the file.
+    a killed run is cut off (atomically) when the writer opens the file. ``match_meta`` names
+    the ``meta`` keys (precision, checkpoint, method settings...) that an existing file must
+    share: appending results made otherwise would mix them silently.
     """
 
-    def __init__(self, path: str | os.PathLike, method: str, model: str, meta: dict | None = None):
+    def __init__(self, path: str | os.PathLike, method: str, model: str, meta: dict | None = None,
+                 match_meta: tuple[str, ...] = ()):
         self.path = Path(path)
         self.done: set[str] = set()
+        meta = meta or {}
         if self.path.exists():
             header, records = _read_jsonl(self.path)
             if (header["method"], header["model"]) != (method, model):
                 raise ResultFileError(f"{self.path} holds {header['method']}_{header['model']}, "
                                       f"not {method}_{model}")
+            old = header.get("meta", {}) if isinstance(header.get("meta"), dict) else {}
+            for key in match_meta:
+                if key in old and old[key] != meta.get(key):
+                    raise ResultFileError(
+                        f"{self.path} was made with {key}={old[key]!r}, this run has "
+                        f"{meta.get(key)!r}: use another result folder or model name, or delete "
+                        f"the file")
             self.done = {r.get("task_id") for _, r in records}
             text = self.path.read_text(encoding="utf-8")
             if not text.endswith("\n"):
@@ -223,7 +234,7 @@ class ResultWriter:
                     tmp.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
         else:
             with atomic_path(self.path) as tmp:
-                tmp.write_text(json.dumps(_header(method, model, meta or {})) + "\n",
+                tmp.write_text(json.dumps(_header(method, model, meta)) + "\n",
                                encoding="utf-8")
 
     def _append(self, rec: dict) -> None:

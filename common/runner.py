@@ -19,7 +19,6 @@ generated, no function body (coding methods only).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -74,21 +73,6 @@ def _meta(lm: models.LoadedModel, method: registry.Method, batch_size: int) -> d
             "transformers": transformers.__version__, "torch": torch.__version__}
 
 
-def _check_compatible(path: Path, meta: dict) -> None:
-    """Refuse to append to a file computed in another precision or from another checkpoint."""
-    if not path.exists():
-        return
-    try:
-        with open(path, encoding="utf-8") as f:
-            old = json.loads(f.readline()).get("meta", {})
-    except (json.JSONDecodeError, OSError, AttributeError):
-        raise ResultFileError(f"{path}, line 1: not a result header") from None
-    for key in ("source", "revision", "dtype"):
-        if key in old and old[key] != meta[key]:
-            raise ResultFileError(f"{path} was computed with {key}={old[key]!r}, this run has "
-                                  f"{meta[key]!r}: use another --output folder or delete the file")
-
-
 def _scores_to_words(example: Example, token_scores) -> tuple:
     task = example.task
     return align.to_words(task.prompt, example.offsets, token_scores, task.region)
@@ -114,8 +98,9 @@ def run(model: str | models.LoadedModel = DEFAULT_MODEL, limit: int | None = DEF
     for m in selected:
         path = result_path(output, m.name, lm.name)
         meta = _meta(lm, m, batch_size)
-        _check_compatible(path, meta)
-        writers[m.name] = ResultWriter(path, m.name, lm.name, meta)
+        # a file computed in another precision or from another checkpoint is refused
+        writers[m.name] = ResultWriter(path, m.name, lm.name, meta,
+                                       match_meta=("source", "revision", "dtype"))
     summary = RunSummary(lm.name, [m.name for m in selected],
                          paths={n: w.path for n, w in writers.items()})
     summary.tasks = len(tasks)

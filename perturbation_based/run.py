@@ -28,7 +28,7 @@ from common.atomic import write_text
 from common.chat import PAPER_SYSTEM_PROMPT, BudgetExceeded, ChatBackend, ChatError
 from common.generation_cache import DEFAULT_PATH, GenerationCache
 from common.models import ModelLoadError
-from common.results import ResultFileError, ResultWriter, model_slug, result_path
+from common.results import ResultWriter, model_slug, result_path
 
 from . import methods
 
@@ -99,21 +99,6 @@ class RunSummary:
         return s
 
 
-def _check_header(path: Path, meta: dict) -> None:
-    """Refuse to append to a file made with other settings (mixed results would be silent)."""
-    if not path.exists():
-        return
-    try:
-        header = json.loads(path.open(encoding="utf-8").readline())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise ResultFileError(f"{path}, line 1: unreadable header ({exc})") from None
-    old = header.get("meta", {}) if isinstance(header, dict) else {}
-    for key in ("method_settings", "model_settings"):
-        if key in old and old[key] != meta[key]:
-            raise ResultFileError(f"{path} was made with {key} {old[key]}, this run has {meta[key]}; "
-                                  f"use another result folder or model name, or delete the file")
-
-
 def _write_usage(path: Path, run_id: str, usage: dict) -> None:
     """Per-run and total chat usage beside the result file, rewritten atomically."""
     data = {"runs": {}}
@@ -144,8 +129,8 @@ def run(method_name: str, generator, tasks, result_dir: str | os.PathLike = path
     path = result_path(result_dir, method_name, model)
     meta = {"method_settings": method.settings(),
             "model_settings": getattr(generator, "model_settings", {"model": model})}
-    _check_header(path, meta)
-    writer = ResultWriter(path, method_name, model, meta)
+    writer = ResultWriter(path, method_name, model, meta,
+                          match_meta=("method_settings", "model_settings"))
     summary = RunSummary(method_name, model, path)
     usage_path = path.with_name(path.name.removesuffix(".jsonl") + ".usage.json")
     # unique even for two runs within one second (a stop and an immediate resume)

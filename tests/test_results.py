@@ -93,3 +93,13 @@ def test_save_is_atomic_and_loadable(tmp_path):
     assert back.prompts["ab cd"].scores.tolist() == [0.1, 0.9]
     assert back.generations == {"t/1": "pass"}
     assert [p.name for p in tmp_path.iterdir()] == ["coding_last_tiny.jsonl"]
+
+
+def test_writer_refuses_a_file_made_with_other_settings(tmp_path):
+    path = tmp_path / "r.jsonl"
+    ResultWriter(path, "m", "x", {"dtype": "float32", "note": "a"})
+    # keys outside match_meta may differ; the named ones may not
+    assert ResultWriter(path, "m", "x", {"dtype": "float32", "note": "b"},
+                        match_meta=("dtype",)).done == set()
+    with pytest.raises(ResultFileError, match="dtype='float32', this run has 'float16'"):
+        ResultWriter(path, "m", "x", {"dtype": "float16"}, match_meta=("dtype",))
