@@ -32,7 +32,7 @@ def main() -> None:
     t0 = time.perf_counter()
     entries = tables.load_entries()
     load_s = time.perf_counter() - t0
-    labels = {m: tables._labels(m, mirror) for m in tables.MODES}
+    labels = {m: tables.labels_of(m, mirror) for m in tables.MODES}
     n_cells = sum(len(es) for es in entries.values()) * len(metrics.KS)
 
     best = float("inf")

@@ -107,9 +107,6 @@ class Dataset:
         """Prompt text -> human spans, the form the metrics take."""
         return {p: [k.span for k in t.keywords] for p, t in self.prompts().items()}
 
-    def benchmark_of(self) -> dict[str, str]:
-        return {p: t.benchmark for p, t in self.prompts().items()}
-
     def by_id(self) -> dict[str, Task]:
         return {t.task_id: t for t in self.tasks}
 

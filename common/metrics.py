@@ -100,14 +100,13 @@ def _unique_rows(spans: np.ndarray) -> np.ndarray:
 class LabelIndex:
     """Human spans of every prompt on the global axis; build once, score many results."""
 
-    def __init__(self, labels: Mapping[str, Iterable], benchmark_of: Mapping[str, str] | None = None):
+    def __init__(self, labels: Mapping[str, Iterable]):
         self.prompts = list(labels)
         self.position = {p: i for i, p in enumerate(self.prompts)}
         lengths = np.fromiter((len(p) + 1 for p in self.prompts), dtype=np.int64,
                               count=len(self.prompts))
         self.offset = np.concatenate([[0], np.cumsum(lengths)])
         self.length = int(self.offset[-1])
-        self.benchmark_of = dict(benchmark_of or {})
         spans, owner, kinds = [], [], []
         for i, p in enumerate(self.prompts):
             for item in labels[p]:

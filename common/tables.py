@@ -90,10 +90,11 @@ def load_entries(result_dir: str | os.PathLike = paths.RESULT_DIR, published_dir
     return out
 
 
-def _labels(mode: str, mirror=None) -> tuple[dataset.Dataset, LabelIndex]:
+def labels_of(mode: str, mirror=None) -> tuple[dataset.Dataset, LabelIndex]:
+    """The dataset of a mode's label version and its label index."""
     ds = dataset.load(LABELS_OF_MODE[mode], mirror)
     by_prompt = {p: list(t.keywords) for p, t in ds.prompts().items()}
-    return ds, LabelIndex(by_prompt, ds.benchmark_of())
+    return ds, LabelIndex(by_prompt)
 
 
 @dataclass
@@ -109,7 +110,7 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
     ks = tuple(ks)
     rows, bench_rows, cov_rows = [], [], []
     for mode, mode_entries in entries.items():
-        ds, index = _labels(mode, mirror)
+        ds, index = labels_of(mode, mirror)
         bench_prompts = {b: [p for p, t in ds.prompts().items() if t.benchmark == b]
                          for b in dataset.BENCHMARKS}
         for e in mode_entries:
