@@ -72,7 +72,10 @@ class Usage:
 
 
 class ChatBackend:
-    """``generate(prompts, reference)`` -> code extracted from each chat answer."""
+    """``generate(prompts, reference)`` -> code extracted from each chat answer (a generator
+    backend of :mod:`common.backends`)."""
+
+    kind = "chat"
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  cache: GenerationCache | None = None, temperature: float | None = 0.0,
@@ -84,6 +87,7 @@ class ChatBackend:
         import openai
 
         self.name = model
+        self.model = model
         self.base_url = base_url
         self.temperature = temperature
         self.seed = seed
@@ -122,6 +126,11 @@ class ChatBackend:
         return {"api": "chat.completions", "temperature": self.temperature,
                 "seed": self.seed, "system_prompt": self.system_prompt, "max_tokens": self.max_tokens}
 
+    def header(self) -> dict:
+        """Written to each result header and checked when a rerun appends."""
+        return {"kind": self.kind, "model": self.model, **self.settings(),
+                "extract_code": self.extract_code}
+
     def _messages(self, prompt: str) -> list[dict]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return msgs + [{"role": "user", "content": prompt}]
@@ -137,7 +146,7 @@ class ChatBackend:
                                  f"MAX_COST_USD to continue, cached answers are free")
 
     def _request(self, prompt: str) -> dict:
-        kwargs = {"model": self.name, "messages": self._messages(prompt)}
+        kwargs = {"model": self.model, "messages": self._messages(prompt)}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.seed is not None:
@@ -196,13 +205,13 @@ class ChatBackend:
 
     def _answer(self, prompt: str) -> str:
         settings = self.settings()
-        hit = self.cache.get(self.name, settings, prompt)
+        hit = self.cache.get(self.model, settings, prompt)
         if hit is not None and isinstance(hit.get("answer"), str):
             with self._lock:
                 self.usage.cache_hits += 1
             return hit["answer"]
         value = self._request(prompt)
-        self.cache.put(self.name, settings, prompt, value)
+        self.cache.put(self.model, settings, prompt, value)
         return value["answer"]
 
     # -- the generator contract --------------------------------------------------------------

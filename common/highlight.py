@@ -1,12 +1,14 @@
-"""Show a prompt with a method's top-k words next to the human keywords (notebooks, reports).
+"""Show a prompt with a method's scores next to the human keywords (notebooks, reports).
 
 Text form: ``«word»`` = in the method's top k, ``[word]`` = a human keyword (both may nest).
-HTML form: top-k words highlighted, human keywords underlined.
+HTML form: every word shaded by its score, the top-k boxed, human keywords underlined.
+:class:`Highlight` is what ``AttributionResult.show()`` returns.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,20 +62,59 @@ def text(prompt: str, ps: PromptScores, keywords=(), k: int = 10,
     return "".join(out) + ("]" if inside else "")
 
 
+def _shade(scores: np.ndarray, spans: np.ndarray, a: int, b: int) -> list[tuple[int, int, float]]:
+    """``(start, end, strength in [0, 1])`` of each unit inside ``[a, b)``, by score / max score."""
+    top = float(scores.max()) if len(scores) else 0.0
+    return [(int(s), int(e), (float(v) / top) if top > 0 else 0.0)
+            for (s, e), v in zip(spans, scores) if s >= a and e <= b]
+
+
 def to_html(prompt: str, ps: PromptScores, keywords=(), k: int = 10,
             region: tuple[int, int] | None = None) -> str:
-    """HTML: top-k words highlighted (yellow), human keywords underlined."""
+    """HTML: each word's background shaded by its score (darker = higher), the top-k boxed,
+    human keywords underlined."""
+    a, b = region or (0, len(prompt))
+    strength = np.zeros(len(prompt))
+    for s, e, v in _shade(ps.scores, ps.spans, a, b):
+        strength[s:e] = v
     parts = []
-    for chunk, top, human in _runs(prompt, ps, keywords, k, region):
-        chunk = html.escape(chunk)
+    for chunk, top, human, start in _runs_with_start(prompt, ps, keywords, k, region):
+        pieces, pos = [], start
+        # split the run where the shade changes, so each word keeps its own colour
+        for piece in _split_by(strength, pos, chunk):
+            alpha = strength[pos]
+            text = html.escape(piece)
+            if alpha > 0:
+                text = f'<span style="background: rgba(230, 120, 20, {0.1 + 0.8 * alpha:.2f})">{text}</span>'
+            pieces.append(text)
+            pos += len(piece)
+        chunk = "".join(pieces)
         if top:
-            chunk = f"<mark>{chunk}</mark>"
+            chunk = f'<span style="outline: 2px solid #b03030">{chunk}</span>'
         if human:
             chunk = f"<u>{chunk}</u>"
         parts.append(chunk)
-    parts = ["".join(parts).replace("</u><u>", "")]
-    return (f'<pre style="white-space: pre-wrap">{"".join(parts)}</pre>'
-            f"<small><mark>top-{k} words</mark> &nbsp; <u>human keywords</u></small>")
+    return (f'<pre style="white-space: pre-wrap">{"".join(parts).replace("</u><u>", "")}</pre>'
+            f'<small><span style="background: rgba(230, 120, 20, 0.9)">shade</span> = score '
+            f'(darker is higher); <span style="outline: 2px solid #b03030">boxed</span> = top-{k}; '
+            f"<u>underlined</u> = human keyword</small>")
+
+
+def _split_by(strength: np.ndarray, start: int, chunk: str) -> list[str]:
+    out, cut = [], 0
+    for i in range(1, len(chunk)):
+        if strength[start + i] != strength[start + i - 1]:
+            out.append(chunk[cut:i])
+            cut = i
+    out.append(chunk[cut:])
+    return out
+
+
+def _runs_with_start(prompt, ps, keywords, k, region):
+    pos = (region or (0, len(prompt)))[0]
+    for chunk, top, human in _runs(prompt, ps, keywords, k, region):
+        yield chunk, top, human, pos
+        pos += len(chunk)
 
 
 def overlap(prompt: str, ps: PromptScores, keywords, k: int = 10) -> tuple[int, int]:
@@ -86,28 +127,69 @@ def overlap(prompt: str, ps: PromptScores, keywords, k: int = 10) -> tuple[int, 
     return sum(bool(human[a:b].any()) for a, b in ps.spans[idx]), len(idx)
 
 
-def example(path, k: int = 10, task_id: str | None = None, labels: str = "corrected",
-            max_code: int = 400) -> tuple[str, str]:
-    """``(text, html)`` of one scored task of a result file: the region with its top-k words
-    next to the human keywords, and the start of the generated code."""
-    from . import dataset
-    from .results import AttentionResult
+def tie_note(ps: PromptScores, k: int) -> str:
+    """Says when the k-th and (k+1)-th scores tie, so the top-k is partly prompt order."""
+    if len(ps.scores) <= k:
+        return ""
+    ordered = ps.scores[ps.top_k(len(ps.scores))]
+    if ordered[k - 1] != ordered[k]:
+        return ""
+    tied = int((ps.scores == ordered[k - 1]).sum())
+    return (f"{tied} words share the {k}th score ({ordered[k - 1]:.3g}): the top-{k} takes the "
+            f"first of them in prompt order")
 
-    result = AttentionResult.load(path)
-    by_id = dataset.load(labels).by_id()
-    scored = {ps.task_id: ps for ps in result.prompts.values()}
-    if not scored:
-        reasons = "; ".join(f"{t}: {r}" for t, r in list(result.failures.items())[:3])
-        msg = f"{result.name}: no task scored ({reasons})"
-        return msg, html.escape(msg)
-    tid = task_id if task_id in scored else next(iter(scored))
-    task, ps = by_id[tid], scored[tid]
-    hits, n = overlap(task.prompt, ps, task.keywords, k)
-    head = f"{tid}, {result.name}: {hits} of the top-{n} words overlap a human keyword"
-    code = result.generations.get(tid, "")
-    code = code[:max_code] + (" ..." if len(code) > max_code else "")
-    plain = (f"{head}\n\n{text(task.prompt, ps, task.keywords, k, task.region)}\n\n"
-             f"generated code:\n{code}")
-    rich = (f"<b>{html.escape(head)}</b>{to_html(task.prompt, ps, task.keywords, k, task.region)}"
-            f"<details><summary>generated code</summary><pre>{html.escape(code)}</pre></details>")
-    return plain, rich
+
+@dataclass
+class Highlight:
+    """One task of a result, shown: ``str()`` is text, notebooks render :meth:`_repr_html_`."""
+
+    title: str
+    prompt: str
+    scores: PromptScores
+    keywords: tuple = ()
+    k: int = 10
+    region: tuple[int, int] | None = None
+    code: str = ""
+    max_code: int = 600
+
+    @property
+    def head(self) -> str:
+        hits, n = overlap(self.prompt, self.scores, self.keywords, self.k)
+        head = f"{self.title}: {hits} of the top-{n} words overlap a human keyword"
+        note = tie_note(self.scores, self.k)
+        return head + (f" ({note})" if note else "")
+
+    def _code(self) -> str:
+        code = self.code[:self.max_code]
+        return code + (" ..." if len(self.code) > self.max_code else "")
+
+    def __str__(self) -> str:
+        body = text(self.prompt, self.scores, self.keywords, self.k, self.region)
+        out = f"{self.head}\n\n{body}"
+        return out + (f"\n\ngenerated code:\n{self._code()}" if self.code else "")
+
+    def _repr_html_(self) -> str:
+        rich = (f"<b>{html.escape(self.head)}</b>"
+                f"{to_html(self.prompt, self.scores, self.keywords, self.k, self.region)}")
+        if self.code:
+            rich += (f"<details><summary>generated code</summary><pre>{html.escape(self._code())}"
+                     f"</pre></details>")
+        return rich
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass
+class Message:
+    """A one-line answer where there is nothing to highlight (e.g. every task failed)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.text)}</p>"

@@ -63,7 +63,7 @@ class LoadedModel:
 
 
 @dataclass
-class Generation:
+class Continuation:
     """One greedy continuation. Ids are 1-D CPU ``torch.long`` tensors without padding."""
 
     prompt_ids: object
@@ -315,7 +315,7 @@ def generation_budget(lm: LoadedModel, reference_code: str) -> int:
 
 
 def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int],
-             batch_size: int = 1) -> list[Generation]:
+             batch_size: int = 1) -> list[Continuation]:
     """Greedy continuation of each prompt, up to its budget or the end-of-sequence token.
 
     Batches are left-padded with an attention mask; generated tokens past a row's own budget
@@ -331,7 +331,7 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
     tok = lm.tokenizer
     eos = _eos_ids(lm)
     encoded = [encode(lm, p) for p in prompts]
-    out: list[Generation | None] = [None] * len(prompts)
+    out: list[Continuation | None] = [None] * len(prompts)
     # Similar lengths batched together waste less compute on padding.
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     for s in range(0, len(order), batch_size):
@@ -363,7 +363,7 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
                     new = new[:j + 1]
                     break
             text = tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            out[i] = Generation(encoded[i], new.clone(), text, prompts[i], budgets[i])
+            out[i] = Continuation(encoded[i], new.clone(), text, prompts[i], budgets[i])
     return out  # type: ignore[return-value]
 
 

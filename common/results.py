@@ -1,5 +1,5 @@
-"""Attention results: one object per (method, model), loaded from published pickles or from
-our own JSON-lines files, saved atomically and appended resumably.
+"""Attribution results: one object per (method, model), loaded from published pickles or from
+our own JSON-lines files and appended resumably (:class:`AttributionResult`).
 
 A result maps each prompt text to its scored units: half-open character spans in the prompt
 (prompt order) and one score per unit. Published pickles carry unit *texts*; they are located
@@ -8,7 +8,8 @@ in the prompt with :func:`common.align.locate` on load.
 File format of our own runs (``experiment_result/<method>_<model>.jsonl``)::
 
     {"format": "attention-alignment/1", "method": ..., "model": ..., "meta": {...}}
-    {"task_id": ..., "prompt": ..., "spans": [[a, b], ...], "scores": [...], "generation": ...}
+    {"task_id": ..., "prompt": ..., "spans": [[a, b], ...], "scores": [...], "generation": ...,
+     "details": {...}}
     {"task_id": ..., "prompt": ..., "failure": "reason", "generation": ...}
 
 One line per task, appended and flushed as each task finishes, so a killed run loses at most
@@ -63,24 +64,61 @@ class PromptScores:
 
 
 @dataclass
-class AttentionResult:
+class AttributionResult:
+    """The attributions of one method for one model over many tasks.
+
+    Loaded from our JSON-lines files or the study's published pickles (:meth:`load`), extended
+    one task at a time (:meth:`open` + :meth:`append`, resumable), scored against the human
+    labels (:meth:`score`), shown task by task (:meth:`show`) and flattened (:meth:`to_frame`).
+    ``prompts`` maps each prompt text to its scored words; ``failures``, ``generations`` and
+    ``details`` are keyed by task id.
+    """
+
     method: str
     model: str
     prompts: dict[str, PromptScores]
     source: str = "computed"
     failures: dict[str, str] = field(default_factory=dict)
     generations: dict[str, str] = field(default_factory=dict)
+    details: dict[str, dict] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    _writer: ResultWriter | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return f"{self.method}_{self.model}"
 
-    # -- published pickles -------------------------------------------------------------------
+    @property
+    def task_ids(self) -> list[str]:
+        """Scored tasks, in file order (published files carry no task ids: empty)."""
+        return [ps.task_id for ps in self.prompts.values() if ps.task_id is not None]
+
+    @property
+    def done(self) -> set[str]:
+        """Task ids already recorded, scored or failed (a rerun skips them)."""
+        return set(self.task_ids) | set(self.failures)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, spaceless: bool = False) -> AttributionResult:
+        """A result file: ours (``.jsonl``) or a published pickle (``.pkl``)."""
+        path = Path(path)
+        if path.suffix == ".pkl":
+            return cls.from_published(path, spaceless)
+        header, records = _read_jsonl(path)
+        result = cls(header["method"], header["model"], {}, source="computed",
+                     meta=header.get("meta", {}), path=path)
+        for n, rec in records:
+            result._add_record(rec, f"{path}, line {n}")
+        return result
+
     @classmethod
     def from_published(cls, path: str | os.PathLike, spaceless: bool = False,
-                       method: str | None = None, model: str | None = None) -> AttentionResult:
+                       method: str | None = None, model: str | None = None) -> AttributionResult:
         """Load ``{method}_{model}.pkl`` (untrusted) and locate its token texts in each prompt."""
         path = Path(path)
         if method is None or model is None:
@@ -112,23 +150,14 @@ class AttentionResult:
         return cls(method, model, prompts, source="published",
                    meta={"spaceless": spaceless}, path=path)
 
-    # -- our own files -----------------------------------------------------------------------
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> AttentionResult:
-        path = Path(path)
-        header, records = _read_jsonl(path)
-        result = cls(header["method"], header["model"], {}, source="computed",
-                     meta=header.get("meta", {}), path=path)
-        for n, rec in records:
-            result._add_record(rec, f"{path}, line {n}")
-        return result
-
     def _add_record(self, rec: dict, where: str) -> None:
         tid, prompt = rec.get("task_id"), rec.get("prompt")
         if not isinstance(tid, str) or not isinstance(prompt, str):
             raise ResultFileError(f"{where}: a record needs string 'task_id' and 'prompt'")
         if isinstance(rec.get("generation"), str):
             self.generations[tid] = rec["generation"]
+        if isinstance(rec.get("details"), dict):
+            self.details[tid] = rec["details"]
         if "failure" in rec:
             self.failures[tid] = str(rec["failure"])
             return
@@ -145,32 +174,111 @@ class AttentionResult:
             raise ResultFileError(f"{where}: a span lies outside the prompt")
         self.prompts.setdefault(prompt, PromptScores(spans, scores, tid))
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the whole result atomically as JSON lines."""
-        path = Path(path)
-        by_prompt = {ps.task_id: (p, ps) for p, ps in self.prompts.items()}
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(_header(self.method, self.model, self.meta)) + "\n")
-            for tid, (prompt, ps) in by_prompt.items():
-                f.write(json.dumps(_record(tid, prompt, ps.spans, ps.scores,
-                                           self.generations.get(tid))) + "\n")
-            for tid, reason in self.failures.items():
-                f.write(json.dumps({"task_id": tid, "prompt": "", "failure": reason,
-                                    "generation": self.generations.get(tid)}) + "\n")
-        self.path = path
-        return path
+    # -- appending -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, method: str, model: str, meta: dict | None = None,
+             match_meta: tuple[str, ...] = ()) -> AttributionResult:
+        """The result file at ``path``, created if absent, ready for :meth:`append`.
+
+        An existing file must hold the same method and model and share the ``match_meta``
+        settings; a torn last line left by a killed run is cut off.
+        """
+        writer = ResultWriter(path, method, model, meta, match_meta)
+        result = cls.load(writer.path)
+        result._writer = writer
+        return result
+
+    def append(self, task_id: str, prompt: str, attribution=None, failure: str | None = None,
+               generation: str | None = None) -> None:
+        """Record one task: an attribution (spans, scores, generation, details) or a failure.
+        Written to the file when the result was :meth:`open`-ed, else kept in memory."""
+        if (attribution is None) == (failure is None):
+            raise ValueError("append takes either an attribution or a failure")
+        if failure is not None:
+            rec = {"task_id": task_id, "prompt": prompt, "failure": failure}
+            if generation is not None:
+                rec["generation"] = generation
+        else:
+            rec = _record(task_id, prompt, attribution.spans, attribution.scores,
+                          attribution.generation, attribution.details or None)
+        self._add_record(rec, f"{self.name}, task {task_id}")
+        if self._writer is not None:
+            self._writer.append(rec)
+
+    # -- views ---------------------------------------------------------------------------------
+    def score(self, labels: str = "corrected", ks=(5, 10, 20), by_benchmark: bool = False,
+              mirror=None):
+        """F1, precision, recall and Krippendorff's alpha against the human labels, one row per
+        k (and benchmark): a pandas DataFrame with the number of tasks scored."""
+        import pandas as pd
+
+        from . import dataset, metrics
+
+        ds = dataset.load(labels, mirror)
+        index = metrics.LabelIndex({p: list(t.keywords) for p, t in ds.prompts().items()})
+        groups = {"all": None}
+        if by_benchmark:
+            groups = {b: [p for p, t in ds.prompts().items() if t.benchmark == b]
+                      for b in dataset.BENCHMARKS}
+        rows = []
+        for bench, prompts in groups.items():
+            scorer = metrics.Scorer(self.prompts, index, prompts)
+            for k in ks:
+                s = scorer.score(k)
+                rows.append({"method": self.method, "model": self.model, "benchmark": bench, "k": k,
+                             "precision": s.precision, "recall": s.recall, "f1": s.f1,
+                             "alpha": s.alpha, "n_tasks": s.n_prompts})
+        frame = pd.DataFrame(rows)
+        return frame if by_benchmark else frame.drop(columns="benchmark")
+
+    def to_frame(self):
+        """One row per scored word: task_id, start, end, word, score, rank (1 = highest;
+        ties in prompt order)."""
+        import pandas as pd
+
+        rows = []
+        for prompt, ps in self.prompts.items():
+            rank = np.empty(len(ps.scores), dtype=np.int64)
+            rank[ps.top_k(len(ps.scores))] = np.arange(1, len(ps.scores) + 1)
+            for (a, b), score, r in zip(ps.spans.tolist(), ps.scores.tolist(), rank.tolist()):
+                rows.append((ps.task_id, a, b, prompt[a:b], score, r))
+        return pd.DataFrame(rows, columns=["task_id", "start", "end", "word", "score", "rank"])
+
+    def show(self, task_id: str | None = None, k: int = 10, labels: str = "corrected", mirror=None):
+        """One task's words shaded by score, its top-k boxed and the human keywords underlined
+        (HTML in a notebook, text elsewhere). Default: the first scored task."""
+        from . import dataset, highlight
+
+        scored = {ps.task_id: (p, ps) for p, ps in self.prompts.items()}
+        if not scored:
+            reasons = "; ".join(f"{t}: {r}" for t, r in list(self.failures.items())[:3])
+            return highlight.Message(f"{self.name}: no task scored" + (f" ({reasons})" if reasons else ""))
+        if task_id is not None and task_id not in scored:
+            why = self.failures.get(task_id)
+            return highlight.Message(f"{self.name}: task {task_id} " +
+                                     (f"failed: {why}" if why else "is not in this result"))
+        tid = task_id if task_id is not None else next(iter(scored))
+        prompt, ps = scored[tid]
+        task = dataset.load(labels, mirror).prompts().get(prompt)
+        keywords = task.keywords if task is not None else ()
+        region = task.region if task is not None else None
+        title = f"{tid or 'prompt'}, {self.name}"
+        return highlight.Highlight(title, prompt, ps, keywords, k, region,
+                                   code=self.generations.get(tid, ""))
 
 
 def _header(method: str, model: str, meta: dict) -> dict:
     return {"format": FORMAT, "method": method, "model": model, "meta": meta}
 
 
-def _record(task_id, prompt, spans, scores, generation=None) -> dict:
+def _record(task_id, prompt, spans, scores, generation=None, details=None) -> dict:
     rec = {"task_id": task_id, "prompt": prompt,
            "spans": np.asarray(spans, dtype=np.int64).reshape(-1, 2).tolist(),
            "scores": [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(-1)]}
     if generation is not None:
         rec["generation"] = generation
+    if details:
+        rec["details"] = details
     return rec
 
 
@@ -237,7 +345,8 @@ class ResultWriter:
                 tmp.write_text(json.dumps(_header(method, model, meta)) + "\n",
                                encoding="utf-8")
 
-    def _append(self, rec: dict) -> None:
+    def append(self, rec: dict) -> None:
+        """Append one record (flushed and fsynced: a killed run loses at most this line)."""
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
             f.flush()
@@ -245,13 +354,13 @@ class ResultWriter:
         self.done.add(rec["task_id"])
 
     def add(self, task_id: str, prompt: str, spans, scores, generation: str | None = None) -> None:
-        self._append(_record(task_id, prompt, spans, scores, generation))
+        self.append(_record(task_id, prompt, spans, scores, generation))
 
     def fail(self, task_id: str, prompt: str, reason: str, generation: str | None = None) -> None:
         rec = {"task_id": task_id, "prompt": prompt, "failure": reason}
         if generation is not None:
             rec["generation"] = generation
-        self._append(rec)
+        self.append(rec)
 
 
 _PUBLISHED_NAME = re.compile(r"^(?P<method>.+)_(?P<model>[^_]+)$")

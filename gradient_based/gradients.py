@@ -1,24 +1,27 @@
-"""Gradients of the generated tokens' probabilities w.r.t. the input embeddings.
+"""Gradients of generated tokens' probabilities w.r.t. the input embeddings (study section 3).
 
-Target (the study): softmax probability of the generated token. Reading = the first
-generated token (input: the prompt); coding = the last generated token (input: prompt and
-every generated token before it).
+Target of a query row q: the softmax probability of the token that follows it, ``ids[q + 1]``,
+computed from the logits at q; input: positions ``0..q``. The reading and coding rows come from
+:func:`common.code_units.query_rows`.
 
-ecco's way runs one forward and one backward pass per generated token. The two targets need
-only one forward pass over ``prompt + new[:-1]``: in a causal model the logits at the last
-prompt position depend on the prompt alone, so they equal those of a pass over the prompt.
-Two backward passes (one per target) then give both gradients. :mod:`gradient_based.reference`
-is the per-step way, kept to check that the vectors are the same.
+ecco's way runs one forward and one backward pass per generated token. All targets of a task
+need only one forward pass over ``ids[:max(q) + 1]``: in a causal model the logits at q depend
+on positions up to q alone. One backward pass per target then gives each gradient.
+:mod:`gradient_based.reference` is the per-step way, kept to check the vectors are equal.
+
+The methods (``saliency.py``, ``inputxgradient.py``) reduce a gradient to one score per
+position: an L2 norm over the embedding dimension, divided by the sum over the step's input
+positions.
 """
 
 from __future__ import annotations
 
+
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from common.example import Example, TaskFailure
+from common.method import Attribution, Method
 
 
 @dataclass
@@ -29,31 +32,34 @@ class StepGradient:
     embedding: torch.Tensor  # (positions, hidden)
 
 
-def two_step_gradients(model, prompt_ids: torch.Tensor, new_ids: torch.Tensor,
-                       ) -> tuple[StepGradient, StepGradient]:
-    """``(reading, coding)`` gradients: targets ``new_ids[0]`` and ``new_ids[-1]``."""
-    if len(new_ids) == 0:
-        raise TaskFailure("the model generated no token")
-    p = len(prompt_ids)
-    seq = torch.cat([prompt_ids, new_ids[:-1]])
+def target_gradients(model, ids: torch.Tensor, queries: list[int]) -> dict[int, StepGradient]:
+    """``{q: gradient of p(ids[q+1] | ids[:q+1]) w.r.t. the embeddings of positions 0..q}``."""
+    if not queries:
+        return {}
+    stop = max(queries) + 1
+    if min(queries) < 0 or stop >= len(ids):
+        raise ValueError(f"query rows {queries} need a next token inside {len(ids)} ids")
     device = next(model.parameters()).device
     embed = model.get_input_embeddings()
+    out = {}
     with torch.enable_grad():
-        embeds = embed(seq[None].to(device)).detach().requires_grad_(True)
+        embeds = embed(ids[None, :stop].to(device)).detach().requires_grad_(True)
         logits = model(inputs_embeds=embeds, use_cache=False).logits[0]
-        first = torch.softmax(logits[p - 1].float(), -1)[int(new_ids[0])]
-        last = torch.softmax(logits[-1].float(), -1)[int(new_ids[-1])]
-        (g_first,) = torch.autograd.grad(first, embeds, retain_graph=True)
-        (g_last,) = torch.autograd.grad(last, embeds)
-    emb = embeds.detach()[0].float().cpu()
-    return (StepGradient(g_first[0, :p].float().cpu(), emb[:p]),
-            StepGradient(g_last[0].float().cpu(), emb))
+        emb = embeds.detach()[0].float().cpu()
+        for n, q in enumerate(sorted(set(queries))):
+            prob = torch.softmax(logits[q].float(), -1)[int(ids[q + 1])]
+            (grad,) = torch.autograd.grad(prob, embeds, retain_graph=n < len(set(queries)) - 1)
+            out[q] = StepGradient(grad[0, :q + 1].float().cpu(), emb[:q + 1])
+    return out
 
 
-def step(example: Example, stage: str) -> StepGradient:
-    reading, coding = example.memo("gradients", lambda: two_step_gradients(
-        example.lm.model, example.generation.prompt_ids, example.generation.new_ids))
-    return reading if stage == "reading" else coding
+def task_gradients(example, definitions: str) -> dict[int, StepGradient]:
+    """Both stages' gradients of a task from one forward pass, shared by the gradient methods."""
+    def compute():
+        rows = example.rows("gradient", definitions)
+        wanted = [rows.reading] + ([rows.coding] if rows.coding is not None else [])
+        return target_gradients(example.lm.model, example.ids, wanted)
+    return example.memo(("gradients", definitions), compute)
 
 
 def normalised(norms: torch.Tensor) -> torch.Tensor:
@@ -62,16 +68,27 @@ def normalised(norms: torch.Tensor) -> torch.Tensor:
     return norms / total if total > 0 else norms
 
 
-def saliency(g: StepGradient) -> torch.Tensor:
-    """L2 norm of the gradient per position, normalised to sum 1."""
-    return normalised(g.grad.norm(dim=-1))
+class GradientMethod(Method):
+    """A gradient reduced to one score per prompt token, spread onto the region's words."""
 
+    family = "gradient"
+    needs = "model"
+    cost = "shared: one greedy generation + one forward and two backward passes (all gradient methods)"
+    #: short name of the reduction, e.g. ``saliency``
+    kind = ""
 
-def input_x_gradient(g: StepGradient) -> torch.Tensor:
-    """L2 norm of gradient x embedding per position, normalised to sum 1."""
-    return normalised((g.grad * g.embedding).norm(dim=-1))
+    def __init__(self, stage: str, options=None, **overrides):
+        self.stage = stage
+        self.name = f"{self.kind}_{stage}"
+        super().__init__(options, **overrides)
 
+    @staticmethod
+    def reduce(g: StepGradient) -> torch.Tensor:
+        raise NotImplementedError
 
-def prompt_scores(example: Example, stage: str, reduce) -> np.ndarray:
-    """Scores of the prompt positions (normalised over all input positions of the step)."""
-    return reduce(step(example, stage))[: example.prompt_len].numpy()
+    def attribute(self, task, backend) -> Attribution:
+        example = backend.example(task)
+        q = example.row(self.stage, self.family, self.options.definitions)
+        scores = self.reduce(task_gradients(example, self.options.definitions)[q])
+        spans, word_scores = example.to_words(scores[: example.prompt_len].numpy())
+        return Attribution(spans, word_scores, generation=example.text)

@@ -1,16 +1,15 @@
-"""Saliency: L2 norm of the gradient of the generated token's probability w.r.t. each input
-embedding, normalised to sum 1. ``saliency_reading`` (first generated token) and
-``saliency_coding`` (last generated token)."""
+"""Saliency: L2 norm of the gradient of the target token's probability w.r.t. each input
+embedding, normalised to sum 1. ``saliency_reading`` and ``saliency_coding``."""
 
 from __future__ import annotations
 
-from functools import partial
+from .gradients import GradientMethod, StepGradient, normalised
 
-from common.registry import register
 
-from .gradients import prompt_scores, saliency
+class Saliency(GradientMethod):
+    kind = "saliency"
+    description = "L2 norm of the gradient w.r.t. each input embedding"
 
-for _stage in ("reading", "coding"):
-    register(f"saliency_{_stage}", "gradient", _stage,
-             description=f"gradient norm, {_stage} stage")(
-        partial(prompt_scores, stage=_stage, reduce=saliency))
+    @staticmethod
+    def reduce(g: StepGradient):
+        return normalised(g.grad.norm(dim=-1))

@@ -1,7 +1,8 @@
 """BERT masking (``bert_perturbation``, study section 3).
 
-For each NLTK word of the scored region (punctuation-only tokens dropped), the word is replaced
-by ``[MASK]`` in the region text and a fill-mask model's top-1 token takes its place in the
+For each word of the scored region (:func:`common.code_units.perturbation_units`: the unified
+words, or the study's NLTK tokens without punctuation under ``definitions="paper"``), the word
+is replaced by ``[MASK]`` in the region text and a fill-mask model's top-1 token takes its place in the
 prompt; the model generates code for every such prompt, and the word's importance is the change
 of the generated code: 1 - BLEU(original code, perturbed code). One generation per word, plus
 the unperturbed prompt.
@@ -14,10 +15,14 @@ decoding of one vocabulary entry (lower case, ``##`` pieces kept).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from .core import Attribution, Generator, code_change, region_words, replace_spans
+from common.code_units import perturbation_units
+from common.method import Attribution, Method, Options, TaskFailure
+
+from .core import code_change, replace_spans
 
 METHOD = "bert_perturbation"
 DEFAULT_FILL_MODEL = "bert-base-uncased"
@@ -123,41 +128,64 @@ class BertFiller:
         return out
 
 
-def perturbed_prompts(prompt: str, model_prompt: str, region: tuple[int, int],
-                      filler: BertFiller) -> tuple[list[tuple[int, int]], list[str], list[str]]:
-    """Word spans, their fills and the perturbed model prompts (one per word)."""
-    spans = region_words(prompt, region, drop_punctuation=True)
+def perturbed_prompts(prompt: str, model_prompt: str, spans, filler: BertFiller,
+                      region: tuple[int, int]) -> tuple[list[str], list[str]]:
+    """The fills of the word ``spans`` and the perturbed model prompts (one per word).
+
+    As in the study, the fill-mask model sees only the scored region, with one word masked."""
     a, b = region
     region_text = prompt[a:b]
     masked = [replace_spans(region_text, [(s - a, e - a)], [filler.mask_token]) for s, e in spans]
     fills = filler.fill(masked) if masked else []
     # model_prompt starts with prompt (MBPP appends a suffix), so prompt offsets hold in it
-    prompts = [replace_spans(model_prompt, [span], [fill]) for span, fill in zip(spans, fills)]
-    return spans, fills, prompts
+    prompts = [replace_spans(model_prompt, [tuple(span)], [fill]) for span, fill in zip(spans, fills)]
+    return fills, prompts
 
 
-class BertMasking:
-    """``attribute(task)`` -> :class:`Attribution` with one score per word."""
+@dataclass(frozen=True)
+class BertOptions(Options):
+    fill_model: str = DEFAULT_FILL_MODEL
+    fill_device: str = "cpu"
+    fill_batch_size: int = 32
+    smoothing: str | None = None
 
-    method = METHOD
 
-    def __init__(self, generator: Generator, filler: BertFiller | None = None,
-                 smoothing: str | None = None):
-        self.generator = generator
-        self.filler = filler or BertFiller()
-        self.smoothing = smoothing
+class BertMasking(Method):
+    """Each word replaced by the fill-mask model's top-1 fill; score = change of the code."""
+
+    name = METHOD
+    family = "perturbation"
+    needs = "generator"
+    cost = "one generation per word of the scored region, plus the original (MBPP ~16, HumanEval ~37)"
+    description = "BERT masking: 1 - BLEU(original code, code with one word replaced by BERT's fill)"
+    Options = BertOptions
+
+    def __init__(self, options: BertOptions | None = None, filler=None, **overrides):
+        super().__init__(options, **overrides)
+        self._filler = filler
+
+    @property
+    def filler(self) -> BertFiller:
+        """Loaded on first use (a catalogue entry must not load BERT)."""
+        o = self.options
+        if self._filler is None or (isinstance(self._filler, BertFiller)
+                                    and (self._filler.name, self._filler.device)
+                                    != (o.fill_model, o.fill_device)):
+            self._filler = BertFiller(o.fill_model, device=o.fill_device, batch_size=o.fill_batch_size)
+        return self._filler
 
     def settings(self) -> dict:
-        return {"fill_model": self.filler.name, "smoothing": self.smoothing}
+        return {**super().settings(), "fill_model": getattr(self.filler, "name", self.options.fill_model)}
 
-    def attribute(self, task) -> Attribution:
-        spans, fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, task.region,
-                                                  self.filler)
-        if not spans:
-            return Attribution([], [], failure="the scored region has no words")
-        codes = self.generator.generate([task.model_prompt, *prompts], task.reference)
+    def attribute(self, task, backend) -> Attribution:
+        spans = perturbation_units(task.prompt, task.region, self.options.definitions)
+        if not len(spans):
+            raise TaskFailure("the scored region has no words")
+        fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, spans, self.filler,
+                                           task.region)
+        codes = backend.generate([task.model_prompt, *prompts], task.reference)
         original, perturbed = codes[0], codes[1:]
-        scores = [code_change(original, p, self.smoothing) for p in perturbed]
+        scores = [code_change(original, p, self.options.smoothing) for p in perturbed]
         return Attribution(spans, scores, generation=original,
-                           n_generations=len(set([task.model_prompt, *prompts])),
-                           details={"fills": fills})
+                           details={"fills": fills,
+                                    "n_generations": len(set([task.model_prompt, *prompts]))})

@@ -1,24 +1,21 @@
-"""Pieces shared by the perturbation methods: word units, the code-change measure, the
-generator contract and the per-task result.
+"""Pieces shared by the perturbation methods: the generator contract, replacing words in a
+prompt and the code-change measure. The words themselves are :mod:`common.code_units`'.
 
 A *generator* is the black box the methods perturb. Any object with
 
-    name: str                    # model id used in result file names and cache keys
+    name: str                    # model id used in result file names
     generate(prompts, reference) -> list[str]   # generated code, one per prompt
 
 fits; ``reference`` is the task's reference solution, from which a HF backend derives its
-token budget (a chat backend ignores it). ``perturbation_based.hf`` and ``common.chat`` are the
-two shipped backends; both cache and batch.
+token budget (a chat backend ignores it). The backends of :mod:`common.backends` (a local
+Hugging Face model, OpenAI-compatible APIs) cache and batch.
 """
 
 from __future__ import annotations
 
-import string
 import warnings
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from nltk.tokenize import word_tokenize
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 
@@ -26,49 +23,6 @@ class Generator(Protocol):
     name: str
 
     def generate(self, prompts: list[str], reference: str) -> list[str]: ...
-
-
-@dataclass
-class Attribution:
-    """One task's outcome: word spans in ``task.prompt`` and scores, or a failure reason."""
-
-    spans: list[tuple[int, int]]
-    scores: list[float]
-    generation: str | None = None
-    failure: str | None = None
-    n_generations: int = 0  # distinct prompts the method asked the model for
-    details: dict = field(default_factory=dict)
-
-
-# NLTK rewrites double quotes; the text still has the original characters.
-_QUOTE_FORMS = {"``": ('"', "``"), "''": ('"', "''")}
-
-
-def is_punctuation(token: str) -> bool:
-    """Punctuation-only (the study drops these for BERT masking): ``.``, ``)``, ``'')``..."""
-    return all(c in string.punctuation for c in token)
-
-
-def region_words(prompt: str, region: tuple[int, int], drop_punctuation: bool) -> list[tuple[int, int]]:
-    """NLTK word tokens of ``prompt[region]`` as half-open spans of ``prompt``.
-
-    ``preserve_line=True`` skips sentence splitting, which needs the ``punkt`` download; the word
-    tokens are the same. Tokens are located left to right; one NLTK rewrote beyond recognition
-    is dropped (the study's rule for units that cannot be found).
-    """
-    a, b = region
-    text = prompt[a:b]
-    spans, pos = [], 0
-    for tok in word_tokenize(text, preserve_line=True):
-        forms = _QUOTE_FORMS.get(tok, (tok,))
-        hits = [(text.find(f, pos), f) for f in forms if text.find(f, pos) >= 0]
-        if not hits:
-            continue
-        start, form = min(hits)
-        pos = start + len(form)  # dropped punctuation still advances, so a later twin is found after it
-        if not (drop_punctuation and is_punctuation(tok)):
-            spans.append((a + start, a + start + len(form)))
-    return spans
 
 
 def replace_spans(text: str, spans: list[tuple[int, int]], fills: list[str]) -> str:

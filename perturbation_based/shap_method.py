@@ -1,7 +1,8 @@
 """SHAP over word presence (``shap_perturbation``, study section 3), and a text-masker variant.
 
-Paper mode (:class:`ShapKernel`): the features are the NLTK tokens of the scored region
-(punctuation kept, as in the published files); a coalition ``z`` (1 = word present) becomes the
+Paper mode (:class:`ShapKernel`): the features are the words of the scored region
+(:func:`common.code_units.perturbation_units`; under ``definitions="paper"`` the study's NLTK
+tokens with punctuation kept, as in the published files); a coalition ``z`` (1 = word present) becomes the
 prompt with every absent word replaced by ``[MASK]``; the model's value for ``z`` is the change
 of the generated code, 1 - BLEU(original code, code for z). ``shap.KernelExplainer`` with the
 single-word-masked variants as background explains the all-present vector with ``nsamples=50``;
@@ -29,9 +30,18 @@ coalitions of neighbouring words (many words masked at once) instead of single-w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .core import Attribution, Generator, code_change, region_words, replace_spans
+from common.code_units import perturbation_units
+from common.method import Attribution, Method, Options, TaskFailure
+
+from .core import Generator, code_change, replace_spans
+
+#: Numerical failures inside shap that leave one task unscored. Anything else raised while
+#: explaining (a bug, an API error, a budget stop) propagates and stops the run.
+SHAP_FAILURES = (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError)
 
 METHOD = "shap_perturbation"
 TEXT_METHOD = "shap_text_perturbation"
@@ -47,6 +57,7 @@ class _CodeChangeModel:
         self.mask_token = mask_token
         self.smoothing = smoothing
         self.codes: dict[str, str] = {}
+        self.error: BaseException | None = None  # raised by the generator inside shap
         self.original = self._codes([task.model_prompt])[0]
 
     def prompt_for(self, present: np.ndarray) -> str:
@@ -56,9 +67,19 @@ class _CodeChangeModel:
     def _codes(self, prompts: list[str]) -> list[str]:
         todo = list(dict.fromkeys(p for p in prompts if p not in self.codes))
         if todo:
-            for p, code in zip(todo, self.generator.generate(todo, self.task.reference)):
+            try:
+                generated = self.generator.generate(todo, self.task.reference)
+            except BaseException as exc:
+                # shap may swallow exceptions of the model function: keep it to re-raise after
+                self.error = exc
+                raise
+            for p, code in zip(todo, generated):
                 self.codes[p] = code
         return [self.codes[p] for p in prompts]
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows)
@@ -69,83 +90,101 @@ class _CodeChangeModel:
         return np.asarray([code_change(self.original, c, self.smoothing) for c in codes])
 
 
-class ShapKernel:
-    """Paper mode. ``attribute(task)`` -> |SHAP| per word, or a failure with the reason."""
+@dataclass(frozen=True)
+class ShapOptions(Options):
+    nsamples: int = 50
+    l1_reg: str | bool = "aic"
+    mask_token: str = "[MASK]"
+    seed: int = 0
+    smoothing: str | None = None
 
-    method = METHOD
 
-    def __init__(self, generator: Generator, nsamples: int = 50, l1_reg="aic",
-                 mask_token: str = "[MASK]", drop_punctuation: bool = False,
-                 smoothing: str | None = None, seed: int = 0):
-        self.generator = generator
-        self.nsamples = nsamples
-        self.l1_reg = l1_reg
-        self.mask_token = mask_token
-        self.drop_punctuation = drop_punctuation
-        self.smoothing = smoothing
-        self.seed = seed
+def _values(values, n: int, model: _CodeChangeModel) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.shape != (n,) or not np.isfinite(values).all():
+        raise TaskFailure(f"SHAP returned {values.shape} values, non-finite or not one per word ({n})",
+                          generation=model.original)
+    return np.abs(values)
 
-    def settings(self) -> dict:
-        return {"nsamples": self.nsamples, "l1_reg": self.l1_reg, "mask_token": self.mask_token,
-                "drop_punctuation": self.drop_punctuation, "smoothing": self.smoothing,
-                "seed": self.seed}
 
-    def attribute(self, task) -> Attribution:
+def _units(task, options) -> np.ndarray:
+    # the published SHAP files kept punctuation tokens: so does the paper definition
+    spans = perturbation_units(task.prompt, task.region, options.definitions, punctuation=True)
+    if not len(spans):
+        raise TaskFailure("the scored region has no words")
+    return spans
+
+
+class ShapKernel(Method):
+    """Paper mode: KernelExplainer over word presence, background = single-word-masked rows."""
+
+    name = METHOD
+    family = "perturbation"
+    needs = "generator"
+    cost = "at most one generation per word plus the original, whatever nsamples"
+    description = "SHAP KernelExplainer over word presence; importance = |SHAP value|"
+    Options = ShapOptions
+
+    def attribute(self, task, backend) -> Attribution:
         import shap
 
-        spans = region_words(task.prompt, task.region, self.drop_punctuation)
-        if not spans:
-            return Attribution([], [], failure="the scored region has no words")
-        model = _CodeChangeModel(self.generator, task, spans, self.mask_token, self.smoothing)
+        o = self.options
+        spans = [tuple(s) for s in _units(task, o)]
+        model = _CodeChangeModel(backend, task, spans, o.mask_token, o.smoothing)
         n = len(spans)
         background = np.ones((n, n)) - np.eye(n)
         # KernelExplainer samples coalitions with numpy's global generator
         state = np.random.get_state()
-        np.random.seed(self.seed)
+        np.random.seed(o.seed)
         try:
             explainer = shap.KernelExplainer(model, background)
-            values = explainer.shap_values(np.ones((1, n)), nsamples=self.nsamples,
-                                           l1_reg=self.l1_reg, silent=True)
-        except Exception as exc:  # noqa: BLE001 - any SHAP error is a recorded task failure
-            return Attribution([], [], generation=model.original, n_generations=len(model.codes),
-                               failure=f"SHAP failed: {type(exc).__name__}: {exc}")
+            values = explainer.shap_values(np.ones((1, n)), nsamples=o.nsamples, l1_reg=o.l1_reg,
+                                           silent=True)
+        except SHAP_FAILURES as exc:
+            model.reraise()
+            raise TaskFailure(f"SHAP failed: {type(exc).__name__}: {exc}",
+                              generation=model.original) from exc
         finally:
             np.random.set_state(state)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if values.shape != (n,) or not np.isfinite(values).all():
-            return Attribution([], [], generation=model.original, n_generations=len(model.codes),
-                               failure=f"SHAP returned {values.shape} values, non-finite or not "
-                                       f"one per word ({n})")
-        return Attribution(spans, np.abs(values).tolist(), generation=model.original,
-                           n_generations=len(model.codes))
+        model.reraise()
+        return Attribution(spans, _values(values, n, model), generation=model.original,
+                           details={"n_generations": len(model.codes)})
 
 
-def _nltk_tokenizer(drop_punctuation: bool):
+def _word_tokenizer(options):
     """A callable in the form shap's Text masker accepts: ids and character offsets of the same
-    NLTK word units the other methods score."""
+    words the other methods score."""
     def tokenize(s, return_offsets_mapping=True, **_):
-        spans = region_words(s, (0, len(s)), drop_punctuation)
+        spans = perturbation_units(s, (0, len(s)), options.definitions, punctuation=True).tolist()
         return {"input_ids": list(range(1, len(spans) + 1)), "offset_mapping": spans}
     return tokenize
 
 
-def _layout_text_masker(drop_punctuation: bool, mask_token: str):
+def _layout_text_masker(options):
     """shap's Text masker (its word hierarchy drives the Partition explainer), but a masked text
     keeps the prompt's layout: absent words are replaced in place. Stock ``Text`` rebuilds the
     string from token segments and glues a mask to the following word ("[MASK]sort")."""
     import shap
 
+    tokenize = _word_tokenizer(options)
+
     class LayoutText(shap.maskers.Text):
         def __call__(self, mask, s):
-            spans = region_words(s, (0, len(s)), drop_punctuation)
+            spans = tokenize(s)["offset_mapping"]
             absent = [sp for sp, keep in zip(spans, mask) if not keep]
-            return (np.array([replace_spans(s, absent, [mask_token] * len(absent))]),)
+            return (np.array([replace_spans(s, absent, [options.mask_token] * len(absent))]),)
 
-    return LayoutText(_nltk_tokenizer(drop_punctuation), mask_token=mask_token,
-                      collapse_mask_token=False)
+    return LayoutText(tokenize, mask_token=options.mask_token, collapse_mask_token=False)
 
 
-class ShapPartition:
+@dataclass(frozen=True)
+class ShapTextOptions(Options):
+    max_evals: int | None = None
+    mask_token: str = "[MASK]"
+    smoothing: str | None = None
+
+
+class ShapPartition(Method):
     """Improved variant: shap's Text masker + Partition explainer over the region's words.
 
     Coalitions follow shap's word hierarchy (neighbouring words masked together), so a word's
@@ -153,47 +192,35 @@ class ShapPartition:
     ``max_evals`` generations per task (default max(50, 3 n)).
     """
 
-    method = TEXT_METHOD
+    name = TEXT_METHOD
+    family = "perturbation"
+    needs = "generator"
+    cost = "up to max_evals generations (default max(50, 3 x words))"
+    description = "SHAP Partition explainer with shap's Text masker (not in the paper)"
+    Options = ShapTextOptions
 
-    def __init__(self, generator: Generator, max_evals: int | None = None, mask_token: str = "[MASK]",
-                 drop_punctuation: bool = False, smoothing: str | None = None):
-        self.generator = generator
-        self.max_evals = max_evals
-        self.mask_token = mask_token
-        self.drop_punctuation = drop_punctuation
-        self.smoothing = smoothing
-
-    def settings(self) -> dict:
-        return {"max_evals": self.max_evals, "mask_token": self.mask_token,
-                "drop_punctuation": self.drop_punctuation, "smoothing": self.smoothing,
-                "explainer": "Partition", "masker": "Text"}
-
-    def attribute(self, task) -> Attribution:
+    def attribute(self, task, backend) -> Attribution:
         import shap
 
-        spans = region_words(task.prompt, task.region, self.drop_punctuation)
-        if not spans:
-            return Attribution([], [], failure="the scored region has no words")
+        o = self.options
+        spans = [tuple(s) for s in _units(task, o)]
         a, b = task.region
-        model = _CodeChangeModel(self.generator, task, spans, self.mask_token, self.smoothing)
+        model = _CodeChangeModel(backend, task, spans, o.mask_token, o.smoothing)
 
         def f(region_texts):
             prompts = [task.model_prompt[:a] + str(t) + task.model_prompt[b:] for t in region_texts]
             codes = model._codes(prompts)
-            return np.asarray([code_change(model.original, c, self.smoothing) for c in codes])
+            return np.asarray([code_change(model.original, c, o.smoothing) for c in codes])
 
-        evals = self.max_evals or max(50, 3 * len(spans))
+        evals = o.max_evals or max(50, 3 * len(spans))
         try:
-            explainer = shap.explainers.Partition(f, _layout_text_masker(self.drop_punctuation,
-                                                                         self.mask_token))
+            explainer = shap.explainers.Partition(f, _layout_text_masker(o))
             explanation = explainer([task.prompt[a:b]], max_evals=evals, silent=True)
-            values = np.asarray(explanation.values[0], dtype=np.float64).reshape(-1)
-        except Exception as exc:  # noqa: BLE001 - any SHAP error is a recorded task failure
-            return Attribution([], [], generation=model.original, n_generations=len(model.codes),
-                               failure=f"SHAP failed: {type(exc).__name__}: {exc}")
-        if values.shape != (len(spans),) or not np.isfinite(values).all():
-            return Attribution([], [], generation=model.original, n_generations=len(model.codes),
-                               failure=f"SHAP returned {values.shape} values, non-finite or not "
-                                       f"one per word ({len(spans)})")
-        return Attribution(spans, np.abs(values).tolist(), generation=model.original,
-                           n_generations=len(model.codes))
+            values = explanation.values[0]
+        except SHAP_FAILURES as exc:
+            model.reraise()
+            raise TaskFailure(f"SHAP failed: {type(exc).__name__}: {exc}",
+                              generation=model.original) from exc
+        model.reraise()
+        return Attribution(spans, _values(values, len(spans), model), generation=model.original,
+                           details={"n_generations": len(model.codes)})

@@ -1,0 +1,16 @@
+"""Do code LLMs look where programmers look? One instrument for the twelve attribution methods
+of the FSE 2024 study (and more) on any causal LM or OpenAI-compatible API.
+
+    import attention_alignment as aa
+    aa.attribute("smollm2", "Write a function to reverse a list.", "saliency_coding").show()
+    aa.methods()                     # the catalogue as a table
+    aa.load(path).score()            # a result file against the human labels
+
+Command line: ``python -m attention_alignment --help``.
+"""
+
+from .api import attribute, load, task_for
+from .catalogue import get as method
+from .catalogue import table as methods
+
+__all__ = ["attribute", "load", "task_for", "method", "methods"]

@@ -1,0 +1,250 @@
+"""Model backends: what a method's ``attribute(task, backend)`` receives.
+
+Every backend is a *generator* (the black box the perturbation methods perturb)::
+
+    name: str                     # model part of result file names
+    kind: str                     # "hf", "chat", ...
+    header() -> dict              # settings written to each result header, checked on resume
+    generate(prompts, reference) -> list[str]   # one output per prompt
+
+:class:`HFBackend` (a local Hugging Face causal LM) also gives the model-internal methods a
+task's :class:`Example` (greedy generation, token offsets, shared passes). The chat backend
+(``common.chat.ChatBackend``, OpenAI-compatible APIs) is a generator only. :func:`build`
+picks one from a model name.
+
+Generation (both paths, one rule): greedy, budget = tokens of the reference solution + 20
+(the study's), capped by the model's context; a prompt longer than the context is a
+:class:`~common.method.TaskFailure`. Continuations are kept in the on-disk generation cache
+(text and token ids), so the model-internal and the perturbation methods see the same
+continuation of a task, and a rerun never generates twice.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import numpy as np
+
+from . import code_units, models
+from .generation_cache import GenerationCache
+from .method import TaskFailure
+
+#: Model names that mean a chat API when no backend is named.
+CHAT_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt")
+BACKENDS = ("auto", "hf", "chat")
+
+
+def is_chat_model(model: str, base_url: str | None) -> bool:
+    return base_url is not None or str(model).lower().startswith(CHAT_PREFIXES)
+
+
+class Example:
+    """A task, the model and its greedy continuation: what a model-internal method reads.
+
+    Expensive passes are computed once per task and shared by the methods of a run through
+    :meth:`memo`. Query rows come from :func:`common.code_units.query_rows`.
+    """
+
+    def __init__(self, lm: models.LoadedModel, task, continuation: models.Continuation):
+        self.lm = lm
+        self.task = task
+        self.continuation = continuation
+        self.prompt_len = len(continuation.prompt_ids)
+        self.ids = continuation.ids
+        self._memo: dict = {}
+
+    @property
+    def text(self) -> str:
+        return self.continuation.text
+
+    @property
+    def n_new(self) -> int:
+        return len(self.continuation.new_ids)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Character spans of the prompt tokens in ``task.model_prompt``."""
+        off = models.token_offsets(self.lm.tokenizer, self.task.model_prompt)
+        if len(off) != self.prompt_len:
+            raise RuntimeError(f"{self.task.task_id}: {len(off)} token offsets for "
+                               f"{self.prompt_len} prompt tokens")
+        return off
+
+    def generated_char_ends(self) -> np.ndarray:
+        """End of each generated token in the generation text (decoding growing prefixes)."""
+        tok = self.lm.tokenizer
+        new = self.continuation.new_ids.tolist()
+        ends = [len(tok.decode(new[:k + 1], skip_special_tokens=True,
+                               clean_up_tokenization_spaces=False)) for k in range(len(new))]
+        return np.maximum.accumulate(np.asarray(ends, dtype=np.int64)) if ends else np.zeros(0, np.int64)
+
+    @cached_property
+    def function_last(self) -> int | None:
+        """Index among the generated tokens of the token holding the generated function's last
+        character (:func:`common.code_units.function_span`), or None."""
+        span = code_units.function_span(self.task.model_prompt, self.text)
+        if span is None or self.n_new == 0:
+            return None
+        return code_units.last_token_of(self.generated_char_ends(), span.end)
+
+    def rows(self, family: str, definitions: str = "unified") -> code_units.Rows:
+        return code_units.query_rows(self.prompt_len, self.n_new, self.function_last, family,
+                                     definitions)
+
+    def row(self, stage: str, family: str, definitions: str = "unified") -> int:
+        """The stage's query row; a missing function is a TaskFailure carrying the generation."""
+        try:
+            return self.rows(family, definitions).of(stage)
+        except TaskFailure as exc:
+            raise TaskFailure(str(exc), generation=self.text) from None
+
+    def memo(self, key, compute):
+        """``compute()`` once per example; shared by the methods of a run."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def to_words(self, token_scores) -> tuple[np.ndarray, np.ndarray]:
+        """Token scores of the prompt spread onto the words of the scored region."""
+        from .align import to_words
+        return to_words(self.task.prompt, self.offsets, token_scores, self.task.region)
+
+
+class HFBackend:
+    """A local Hugging Face causal LM: a generator for the perturbation methods and the
+    :class:`Example` of each task for the model-internal methods.
+
+    ``cache``: a :class:`GenerationCache` (default in memory; the CLI uses the on-disk one).
+    ``model_id`` names the weights in cache keys (default: name, source and revision); give
+    randomly initialised models a distinct one.
+    """
+
+    kind = "hf"
+
+    def __init__(self, lm: models.LoadedModel, cache: GenerationCache | None = None,
+                 batch_size: int = 8, name: str | None = None, model_id: str | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, not {batch_size}")
+        self.lm = lm
+        self.name = name or lm.name
+        self.model_id = model_id or f"{lm.name}|{getattr(lm, 'source', '')}|{getattr(lm, 'revision', None)}"
+        self.cache = cache if cache is not None else GenerationCache(None)
+        self.batch_size = batch_size
+        self.generated = 0  # prompts actually run through the model (cache misses)
+        #: budget of a prompt with no reference solution (a one-off prompt, not a benchmark task)
+        self.no_reference_budget = 64
+        self._examples: dict[str, Example | TaskFailure] = {}
+
+    def header(self) -> dict:
+        return {"kind": self.kind, "model": getattr(self.lm, "source", "") or self.lm.name,
+                "revision": getattr(self.lm, "revision", None),
+                "dtype": str(self.lm.dtype).replace("torch.", ""), "decoding": "greedy",
+                "budget": f"reference tokens + {models.BUDGET_EXTRA}, capped by the context"}
+
+    # -- generation ----------------------------------------------------------------------------
+    def budget(self, prompt: str, reference: str) -> int:
+        """New-token budget of ``prompt``; a prompt that fills the context is a TaskFailure."""
+        n_prompt = len(models.encode(self.lm, prompt))
+        budget = (models.generation_budget(self.lm, reference) if reference
+                  else self.no_reference_budget)
+        ctx = self.lm.context_length
+        if ctx is not None:
+            if n_prompt >= ctx:
+                raise TaskFailure(f"prompt of {n_prompt} tokens does not fit the model's context of "
+                                  f"{ctx} tokens")
+            budget = min(budget, ctx - n_prompt)
+        return budget
+
+    def _settings(self, budget: int) -> dict:
+        # device type and dtype are keyed: greedy ties can break differently across them
+        device = str(getattr(self.lm, "device", "cpu")).split(":")[0]
+        return {"decoding": "greedy", "max_new_tokens": budget, "dtype": str(self.lm.dtype),
+                "device": device}
+
+    def continuations(self, prompts: list[str], budgets: list[int]) -> list[models.Continuation]:
+        """Greedy continuations (cached; each distinct prompt generated at most once)."""
+        import torch
+
+        out: dict[tuple[str, int], models.Continuation] = {}
+        todo = []
+        for prompt, budget in dict.fromkeys(zip(prompts, budgets)):
+            hit = self.cache.get(self.model_id, self._settings(budget), prompt)
+            ids = hit.get("new_ids") if hit else None
+            if (isinstance(ids, list) and all(isinstance(i, int) for i in ids)
+                    and isinstance(hit.get("text"), str)):
+                out[prompt, budget] = models.Continuation(
+                    models.encode(self.lm, prompt), torch.tensor(ids, dtype=torch.long), hit["text"],
+                    prompt, budget)
+            else:
+                todo.append((prompt, budget))
+        if todo:
+            gens = models.generate(self.lm, [p for p, _ in todo], [b for _, b in todo],
+                                   batch_size=self.batch_size)
+            for (prompt, budget), g in zip(todo, gens):
+                self.cache.put(self.model_id, self._settings(budget), prompt,
+                               {"text": g.text, "new_ids": g.new_ids.tolist()})
+                out[prompt, budget] = g
+            self.generated += len(todo)
+        return [out[p, b] for p, b in zip(prompts, budgets)]
+
+    def generate(self, prompts: list[str], reference: str) -> list[str]:
+        """The generator contract: greedy continuation text of each prompt."""
+        budgets = [self.budget(p, reference) for p in prompts]
+        return [c.text for c in self.continuations(prompts, budgets)]
+
+    # -- model-internal methods ----------------------------------------------------------------
+    def prepare(self, tasks) -> None:
+        """Generate the continuations of ``tasks`` together (batched); forget earlier tasks."""
+        self._examples = {}
+        runnable, budgets = [], []
+        for task in tasks:
+            try:
+                budgets.append(self.budget(task.model_prompt, task.reference))
+                runnable.append(task)
+            except TaskFailure as exc:
+                self._examples[task.task_id] = exc
+        conts = self.continuations([t.model_prompt for t in runnable], budgets)
+        for task, cont in zip(runnable, conts):
+            self._examples[task.task_id] = Example(self.lm, task, cont)
+
+    def example(self, task) -> Example:
+        """The task's greedy generation and shared passes (generated now if not prepared)."""
+        if task.task_id not in self._examples:
+            self.prepare([task])
+        got = self._examples[task.task_id]
+        if isinstance(got, TaskFailure):
+            raise got
+        return got
+
+
+def build(model, *, backend: str = "auto", base_url: str | None = None, name: str | None = None,
+          device: str = "cpu", dtype: str | None = None, batch_size: int = 8,
+          cache_path: str | os.PathLike | None = None, attention: bool = False,
+          temperature: float | None = 0.0, seed: int | None = 0, max_cost_usd: float | None = None,
+          concurrency: int = 4, prices_per_1k: tuple[float, float] | None = None,
+          extract_code: bool = True, api_key: str | None = None):
+    """A backend for ``model``: a short name, folder or hub id (``hf``), a loaded model, or a
+    chat model id (``chat``); ``auto`` picks chat for a base URL or an OpenAI-style name.
+    ``attention``: load the HF model with eager attention (the self-attention methods read
+    attention probabilities)."""
+    from .results import model_slug
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    cache = GenerationCache(cache_path)
+    if isinstance(model, models.LoadedModel):
+        return HFBackend(model, cache=cache, batch_size=batch_size, name=name)
+    if backend == "auto":
+        backend = "chat" if is_chat_model(model, base_url) else "hf"
+    if backend == "chat":
+        from .chat import ChatBackend
+        gen = ChatBackend(model, base_url=base_url, api_key=api_key, cache=cache,
+                          temperature=temperature, seed=seed, max_cost_usd=max_cost_usd,
+                          prices_per_1k=prices_per_1k, concurrency=concurrency,
+                          extract_code=extract_code)
+        gen.name = name or model_slug(model)
+        return gen
+    lm = models.load_model(model, device=device, dtype=dtype,
+                           attn_implementation="eager" if attention else None)
+    return HFBackend(lm, cache=cache, batch_size=batch_size, name=name)
