@@ -85,7 +85,7 @@ class RunSummary:
 def _meta(method: Method, backend) -> dict:
     import torch
     import transformers
-    return {"method": method.settings(), "backend": backend.header(), "family": method.family,
+    return {"method": method.settings(), "backend": backends.header(backend), "family": method.family,
             "stage": method.stage, "description": method.description,
             "units": "words of the scored region (common.code_units)",
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__}}
@@ -297,13 +297,13 @@ def _select(args) -> list[Method]:
         value = getattr(args, option)
         if value is None:
             continue
-        having = [m for m in methods if option in m.settings()]
+        having = [m for m in methods if m.has_option(option)]
         if not having:
             raise UsageError(f"{flag} applies to none of the selected methods "
                              f"({', '.join(m.name for m in methods)})")
         methods = [m.configure(**{option: value}) if m in having else m for m in methods]
     if args.device != "cpu":  # the fill-mask model runs where the model runs
-        methods = [m.configure(fill_device=args.device) if "fill_device" in m.settings() else m
+        methods = [m.configure(fill_device=args.device) if m.has_option("fill_device") else m
                    for m in methods]
     return methods
 

@@ -39,6 +39,14 @@ def is_chat_model(model: str, base_url: str | None) -> bool:
     return base_url is not None or str(model).lower().startswith(CHAT_PREFIXES)
 
 
+def header(backend) -> dict:
+    """A backend's settings for result headers; a bare generator (any object with ``name`` and
+    ``generate``) is described by its class and name."""
+    if callable(getattr(backend, "header", None)):
+        return backend.header()
+    return {"kind": type(backend).__name__, "model": backend.name}
+
+
 class Example:
     """A task, the model and its greedy continuation: what a model-internal method reads.
 

@@ -118,6 +118,9 @@ class Method:
                              f"{', '.join(sorted(known))}")
         return dataclasses.replace(base, **overrides)
 
+    def has_option(self, name: str) -> bool:
+        return name in {f.name for f in dataclasses.fields(self.Options)}
+
     def configure(self, **options) -> Method:
         """A copy with some options changed (unknown options are an error naming them)."""
         clone = copy.copy(self)

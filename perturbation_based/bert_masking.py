@@ -162,20 +162,24 @@ class BertMasking(Method):
 
     def __init__(self, options: BertOptions | None = None, filler=None, **overrides):
         super().__init__(options, **overrides)
-        self._filler = filler
+        self._filler = filler  # given: used as is, whatever the options say
+        self._loaded: dict[tuple, BertFiller] = {}
 
     @property
     def filler(self) -> BertFiller:
-        """Loaded on first use (a catalogue entry must not load BERT)."""
+        """The given filler, or the options' fill-mask model, loaded on first use (listing the
+        catalogue must not load BERT)."""
+        if self._filler is not None:
+            return self._filler
         o = self.options
-        if self._filler is None or (isinstance(self._filler, BertFiller)
-                                    and (self._filler.name, self._filler.device)
-                                    != (o.fill_model, o.fill_device)):
-            self._filler = BertFiller(o.fill_model, device=o.fill_device, batch_size=o.fill_batch_size)
-        return self._filler
+        key = (o.fill_model, o.fill_device, o.fill_batch_size)
+        if key not in self._loaded:
+            self._loaded[key] = BertFiller(o.fill_model, device=o.fill_device, batch_size=o.fill_batch_size)
+        return self._loaded[key]
 
     def settings(self) -> dict:
-        return {**super().settings(), "fill_model": getattr(self.filler, "name", self.options.fill_model)}
+        given = getattr(self._filler, "name", None) if self._filler is not None else None
+        return {**super().settings(), "fill_model": given or self.options.fill_model}
 
     def attribute(self, task, backend) -> Attribution:
         spans = perturbation_units(task.prompt, task.region, self.options.definitions)

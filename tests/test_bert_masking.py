@@ -7,8 +7,10 @@ import math
 
 import pytest
 
+from common.code_units import nltk_words, perturbation_units
+from common.method import TaskFailure
 from perturbation_based.bert_masking import BertFiller, BertMasking, perturbed_prompts
-from perturbation_based.core import code_change, region_words, replace_spans
+from perturbation_based.core import code_change, replace_spans
 from tests.perturbation_fakes import FakeTask, FixedFiller, RuleGenerator, mbpp_task
 from tests.tiny_bert import tiny_bert
 
@@ -38,24 +40,28 @@ def test_code_change_short_and_empty_outputs():
     assert 0.0 < code_change("return x", "return y", smoothing="method1") < 1.0
 
 
-def test_region_words_drops_punctuation_and_locates_in_order():
+def test_nltk_words_drop_punctuation_and_locate_in_order():
     prompt = "Write a function to sort a list."
-    spans = region_words(prompt, (0, len(prompt)), drop_punctuation=True)
+    spans = nltk_words(prompt, (0, len(prompt)), drop_punctuation=True).tolist()
     assert [prompt[a:b] for a, b in spans] == ["Write", "a", "function", "to", "sort", "a", "list"]
-    assert spans[5] == (25, 26)  # the second "a", found after the first
-    with_punct = region_words(prompt, (0, len(prompt)), drop_punctuation=False)
+    assert spans[5] == [25, 26]  # the second "a", found after the first
+    with_punct = nltk_words(prompt, (0, len(prompt)), drop_punctuation=False)
     assert [prompt[a:b] for a, b in with_punct][-1] == "."
 
 
-def test_region_words_quotes_and_region_offsets():
+def test_nltk_words_quotes_and_region_offsets():
     prompt = 'import x\ndef f(s: str) -> int:\n    """ Count "ab" in s.\n    >>> f("abab")\n    2\n"""'
     region = (prompt.find("def"), prompt.find(">>>"))
-    spans = region_words(prompt, region, drop_punctuation=True)
+    spans = nltk_words(prompt, region, drop_punctuation=True)
     words = [prompt[a:b] for a, b in spans]
     assert words == ["def", "f", "s", "str", "int", "Count", "ab", "in", "s"]
     assert all(region[0] <= a < b <= region[1] for a, b in spans)
-    quoted = region_words(prompt, region, drop_punctuation=False)
+    quoted = nltk_words(prompt, region, drop_punctuation=False)
     assert '"' in [prompt[a:b] for a, b in quoted]  # NLTK's `` and '' map back to the quotes
+    # the unified units: the same words here, from one regular expression, no punctuation
+    unified = perturbation_units(prompt, region)
+    assert [prompt[a:b] for a, b in unified] == words
+    assert (perturbation_units(prompt, region, "paper") == spans).all()
 
 
 def test_replace_spans():
@@ -66,14 +72,15 @@ def test_bert_masking_scores_hand_computed():
     task = mbpp_task("Write a function to sort numbers")
     gen = RuleGenerator({"sort": "return sorted ( xs )"})
     filler = FixedFiller("thing")
-    out = BertMasking(gen, filler).attribute(task)
+    out = BertMasking(filler=filler).attribute(task, gen)
     words = [task.prompt[a:b] for a, b in out.spans]
     assert words == ["Write", "a", "function", "to", "sort", "numbers"]
     expected = [0, 0, 0, 0, 1 - math.exp(1 - 11 / 6), 0]  # only "sort" changes the code
-    assert out.scores == pytest.approx(expected)
+    assert out.scores.tolist() == pytest.approx(expected)
     assert out.generation == "def f ( xs ) : return sorted ( xs )"
     # one batch: the original prompt and one perturbed prompt per word
-    assert len(gen.calls) == 1 and len(gen.calls[0]) == 7 and out.n_generations == 7
+    assert len(gen.calls) == 1 and len(gen.calls[0]) == 7 and out.details["n_generations"] == 7
+    assert out.details["fills"] == ["thing"] * 6
     assert gen.calls[0][0] == task.model_prompt
     assert gen.calls[0][5] == "Write a function to thing numbers\ndef function():"
     # the fill-mask model sees the region with the word masked
@@ -83,7 +90,8 @@ def test_bert_masking_scores_hand_computed():
 def test_bert_masking_humaneval_keeps_text_outside_region():
     prompt = 'def inc(x):\n    """ Add one to x\n    >>> inc(1)\n    2\n    """\n'
     task = FakeTask(prompt, (0, prompt.find(">>>")), prompt, "HumanEval/0", "return x + 1", "humaneval")
-    spans, fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, task.region, FixedFiller("zz"))
+    spans = perturbation_units(task.prompt, task.region, "paper")
+    fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, spans, FixedFiller("zz"), task.region)
     assert [prompt[a:b] for a, b in spans] == ["def", "inc", "x", "Add", "one", "to", "x"]
     assert prompts[4] == prompt.replace("Add one", "Add zz")
     assert all(p.endswith(">>> inc(1)\n    2\n    \"\"\"\n") for p in prompts)
@@ -91,8 +99,8 @@ def test_bert_masking_humaneval_keeps_text_outside_region():
 
 def test_empty_region_is_a_failure_not_scores():
     task = mbpp_task("...")
-    out = BertMasking(RuleGenerator({}), FixedFiller()).attribute(task)
-    assert out.failure and out.scores == []
+    with pytest.raises(TaskFailure, match="no words"):
+        BertMasking(filler=FixedFiller()).attribute(task, RuleGenerator({}))
 
 
 def test_tiny_bert_filler_batched_equals_single_and_long_text():
@@ -115,7 +123,7 @@ def test_tiny_bert_end_to_end_mask_goes_through_bert():
     task = mbpp_task("Write a function to sort numbers")
     gen = RuleGenerator({"sort": "return sorted ( xs )", "numbers": "# numbers"})
     filler = BertFiller(model, tok)
-    out = BertMasking(gen, filler).attribute(task)
+    out = BertMasking(filler=filler).attribute(task, gen)
     fills = out.details["fills"]
     assert len(fills) == 6 == len(out.scores)
     for (a, b), fill, p in zip(out.spans, fills, gen.calls[0][1:]):
@@ -136,14 +144,14 @@ def test_fill_never_writes_a_special_token():
 def test_unavailable_fill_model_says_what_to_do(tmp_path, capsys):
     from common.models import ModelLoadError
     from perturbation_based.bert_masking import BertFiller
-    from perturbation_based.run import main
+    from attention_alignment.run import main
     missing = str(tmp_path / "no-such-bert")
     with pytest.raises(ModelLoadError, match=r"fill-mask model .*no-such-bert.* --fill-model"):
         BertFiller(missing)
     # the CLI turns it into one line on stderr and exit code 1, not a traceback
-    code = main(["--method", "bert_perturbation", "--model", "unused", "--base-url",
+    code = main(["--methods", "bert_perturbation", "--model", "unused", "--base-url",
                  "http://127.0.0.1:9/v1", "--fill-model", missing, "--limit", "1",
-                 "--result-dir", str(tmp_path), "--cache", str(tmp_path / "c.sqlite"),
+                 "--output", str(tmp_path), "--cache", str(tmp_path / "c.sqlite"),
                  "--no-progress"])
     assert code == 1
     assert capsys.readouterr().err.startswith("error: fill-mask model")

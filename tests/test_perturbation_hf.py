@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from common import models
+from attention_alignment import catalogue
+from attention_alignment import run as runner
+from common import backends, code_units, models
+from common.backends import HFBackend
 from common.generation_cache import GenerationCache
-from perturbation_based import run
 from perturbation_based.bert_masking import BertFiller, BertMasking, perturbed_prompts
-from perturbation_based.hf import HFGenerator
 from perturbation_based.shap_method import ShapKernel
 from tests.perturbation_fakes import FixedFiller, mbpp_task
 from tests.tiny_bert import tiny_bert
@@ -35,10 +36,11 @@ def count_model_calls(monkeypatch):
 def test_batched_equals_one_at_a_time(arch):
     lm = tiny_model(arch)
     model, tok = tiny_bert()
-    _, _, prompts = perturbed_prompts(TASK.prompt, TASK.model_prompt, TASK.region, BertFiller(model, tok))
+    spans = code_units.perturbation_units(TASK.prompt, TASK.region)
+    _, prompts = perturbed_prompts(TASK.prompt, TASK.model_prompt, spans, BertFiller(model, tok), TASK.region)
     prompts = [TASK.model_prompt, *prompts]
-    batched = HFGenerator(lm, batch_size=8).generate(prompts, TASK.reference)
-    single = HFGenerator(lm, batch_size=1).generate(prompts, TASK.reference)
+    batched = HFBackend(lm, batch_size=8).generate(prompts, TASK.reference)
+    single = HFBackend(lm, batch_size=1).generate(prompts, TASK.reference)
     assert batched == single
     assert len(set(batched)) > 1  # the perturbations do change this model's output
 
@@ -46,42 +48,45 @@ def test_batched_equals_one_at_a_time(arch):
 def test_one_batched_call_per_task_and_cache_hits(tmp_path, count_model_calls):
     lm = tiny_model("codegen")
     cache = tmp_path / "gen.sqlite"
-    gen = HFGenerator(lm, cache=GenerationCache(cache), batch_size=4, model_id="tiny-codegen-seed0")
-    first = BertMasking(gen, FixedFiller("value")).attribute(TASK)
+    gen = HFBackend(lm, cache=GenerationCache(cache), batch_size=4, model_id="tiny-codegen-seed0")
+    first = BertMasking(filler=FixedFiller("value")).attribute(TASK, gen)
     n = len(first.scores)
     assert count_model_calls == [(n + 1, 4)] and gen.generated == n + 1
     # a rerun in a new process: same cache file, nothing generated
-    again = HFGenerator(lm, cache=GenerationCache(cache), batch_size=4, model_id="tiny-codegen-seed0")
-    second = BertMasking(again, FixedFiller("value")).attribute(TASK)
-    assert second.scores == first.scores and again.generated == 0 and len(count_model_calls) == 1
+    again = HFBackend(lm, cache=GenerationCache(cache), batch_size=4, model_id="tiny-codegen-seed0")
+    second = BertMasking(filler=FixedFiller("value")).attribute(TASK, again)
+    assert second.scores.tolist() == first.scores.tolist()
+    assert again.generated == 0 and len(count_model_calls) == 1
+    # the model-internal methods see the same continuation, from the same cache entry
+    assert again.example(TASK).text == first.generation and again.generated == 0
     # the budget is part of the key: another reference length regenerates
     other = mbpp_task(TASK.prompt)
     other = type(other)(other.prompt, other.region, other.model_prompt, reference="x = 1")
     again.generate([other.model_prompt], other.reference)
     assert again.generated == 1
-    assert again.settings(5)["max_new_tokens"] == 5
+    assert again._settings(5)["max_new_tokens"] == 5
 
 
 def test_shap_generates_each_coalition_prompt_once(tmp_path, count_model_calls):
     lm = tiny_model("codegen")
-    gen = HFGenerator(lm, cache=GenerationCache(tmp_path / "g.sqlite"), batch_size=8, model_id="t0")
-    out = ShapKernel(gen).attribute(TASK)
-    assert out.failure is None, out.failure
+    gen = HFBackend(lm, cache=GenerationCache(tmp_path / "g.sqlite"), batch_size=8, model_id="t0")
+    out = ShapKernel().attribute(TASK, gen)
     n = len(out.spans)
-    assert gen.generated == out.n_generations == n + 1
+    assert gen.generated == out.details["n_generations"] == n + 1
     # original first, then all single-word masks in one batch (the explainer's background)
     assert sum(k for k, _ in count_model_calls) == n + 1
-    rerun = HFGenerator(lm, cache=GenerationCache(tmp_path / "g.sqlite"), batch_size=8, model_id="t0")
-    assert ShapKernel(rerun).attribute(TASK).scores == out.scores and rerun.generated == 0
+    rerun = HFBackend(lm, cache=GenerationCache(tmp_path / "g.sqlite"), batch_size=8, model_id="t0")
+    assert ShapKernel().attribute(TASK, rerun).scores.tolist() == out.scores.tolist()
+    assert rerun.generated == 0
 
 
 def test_runner_with_hf_backend_from_a_model_folder(tmp_path):
     from tests.tiny_models import save_tiny
     save_tiny("gpt2", tmp_path / "tiny-gpt2")
-    gen = run.build_generator(str(tmp_path / "tiny-gpt2"), cache_path=tmp_path / "c.sqlite", batch_size=8)
-    assert isinstance(gen, HFGenerator) and gen.name == "tiny-gpt2"
-    opts = run.method_options("bert_perturbation", fill_model="tiny-random-bert")
+    gen = backends.build(str(tmp_path / "tiny-gpt2"), cache_path=tmp_path / "c.sqlite", batch_size=8)
+    assert isinstance(gen, HFBackend) and gen.name == "tiny-gpt2"
+    method = catalogue.get("bert_perturbation").configure(fill_model="tiny-random-bert")
     tasks = [TASK, mbpp_task("Sort the list", "t/1")]
-    summary = run.run("bert_perturbation", gen, tasks, tmp_path / "res", opts, progress=False)
-    assert (summary.scored, summary.failed) == (2, 0)
-    assert summary.path.name == "bert_perturbation_tiny-gpt2.jsonl"
+    summary = runner.run([method], gen, tasks, tmp_path / "res", progress=False)
+    assert (summary.scored, summary.failed) == ({"bert_perturbation": 2}, {})
+    assert summary.paths["bert_perturbation"].name == "bert_perturbation_tiny-gpt2.jsonl"

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from common.method import TaskFailure
 from perturbation_based.shap_method import ShapKernel
 from tests.perturbation_fakes import RuleGenerator, mbpp_task
 
@@ -31,19 +32,19 @@ def test_exact_shapley_values_by_hand():
     # feature selection its values are the exact Shapley values f(word masked) / n
     task = mbpp_task("sort the numbers")
     gen = RuleGenerator(RULES)
-    out = ShapKernel(gen, l1_reg=False).attribute(task)
-    assert out.failure is None and out.generation == ORIGINAL
+    out = ShapKernel(l1_reg=False).attribute(task, gen)
+    assert out.generation == ORIGINAL
     assert [task.prompt[a:b] for a, b in out.spans] == ["sort", "the", "numbers"]
-    assert out.scores == pytest.approx([F_SORT / 3, 0.0, F_NUMBERS / 3], abs=1e-9)
+    assert out.scores.tolist() == pytest.approx([F_SORT / 3, 0.0, F_NUMBERS / 3], abs=1e-9)
 
 
 def test_coalitions_become_masked_prompts_and_each_prompt_is_generated_once():
     task = mbpp_task("Write a function to sort the numbers in a list")  # 10 words
     gen = RuleGenerator(RULES)
-    out = ShapKernel(gen).attribute(task)  # paper settings: nsamples 50, AIC selection
-    assert out.failure is None and len(out.scores) == 10
+    out = ShapKernel().attribute(task, gen)  # paper settings: nsamples 50, AIC selection
+    assert len(out.scores) == 10
     seen = gen.prompts_seen
-    assert len(seen) == len(set(seen)) == out.n_generations == 11  # original + one per word
+    assert len(seen) == len(set(seen)) == out.details["n_generations"] == 11  # original + one per word
     masked = sorted(p for p in seen if "[MASK]" in p)
     assert "Write a function to [MASK] the numbers in a list\ndef function():" in masked
     assert all(p.count("[MASK]") == 1 for p in masked)
@@ -53,19 +54,19 @@ def test_coalitions_become_masked_prompts_and_each_prompt_is_generated_once():
     assert np.delete(scores, [4, 6]).max() < 0.1 * scores[4]
 
 
-def test_punctuation_is_a_feature_by_default_as_published():
+def test_punctuation_is_a_feature_under_the_paper_definitions_as_published():
     task = mbpp_task("Sort numbers.")
-    out = ShapKernel(RuleGenerator(RULES), l1_reg=False).attribute(task)
+    out = ShapKernel(l1_reg=False, definitions="paper").attribute(task, RuleGenerator(RULES))
     assert [task.prompt[a:b] for a, b in out.spans] == ["Sort", "numbers", "."]
-    out = ShapKernel(RuleGenerator(RULES), l1_reg=False, drop_punctuation=True).attribute(task)
+    out = ShapKernel(l1_reg=False).attribute(task, RuleGenerator(RULES))  # unified: words only
     assert [task.prompt[a:b] for a, b in out.spans] == ["Sort", "numbers"]
 
 
 def test_same_seed_same_values():
     task = mbpp_task("Write a function to sort the numbers in a list")
-    a = ShapKernel(RuleGenerator(RULES), seed=3).attribute(task)
-    b = ShapKernel(RuleGenerator(RULES), seed=3).attribute(task)
-    assert a.scores == b.scores
+    a = ShapKernel(seed=3).attribute(task, RuleGenerator(RULES))
+    b = ShapKernel(seed=3).attribute(task, RuleGenerator(RULES))
+    assert a.scores.tolist() == b.scores.tolist()
 
 
 def test_shap_error_is_a_recorded_failure(monkeypatch):
@@ -75,10 +76,38 @@ def test_shap_error_is_a_recorded_failure(monkeypatch):
         raise np.linalg.LinAlgError("singular matrix")
 
     monkeypatch.setattr(shap.KernelExplainer, "shap_values", boom)
-    out = ShapKernel(RuleGenerator(RULES)).attribute(mbpp_task("sort the numbers"))
-    assert out.failure == "SHAP failed: LinAlgError: singular matrix"
-    assert out.scores == [] and out.spans == []  # never the published all-ones fallback
-    assert out.generation == ORIGINAL
+    with pytest.raises(TaskFailure, match="^SHAP failed: LinAlgError: singular matrix$") as failed:
+        ShapKernel().attribute(mbpp_task("sort the numbers"), RuleGenerator(RULES))
+    # a failure, never the published all-ones fallback; the generation is kept with it
+    assert failed.value.generation == ORIGINAL
+
+
+class Outage(RuntimeError):
+    pass
+
+
+def test_a_generator_error_inside_shap_is_not_a_task_failure(monkeypatch):
+    # an API outage or a budget stop raised while shap calls the model must stop the run, even
+    # if shap catches it on the way: it is re-raised, never recorded as "SHAP failed"
+    import shap
+
+    class Flaky(RuleGenerator):
+        def generate(self, prompts, reference):
+            if len(self.calls) >= 1:
+                raise Outage("server down")
+            return super().generate(prompts, reference)
+
+    real = shap.KernelExplainer.shap_values
+
+    def swallowing(self, *a, **k):
+        try:
+            return real(self, *a, **k)
+        except Outage:
+            raise ValueError("shap wrapped it") from None
+
+    monkeypatch.setattr(shap.KernelExplainer, "shap_values", swallowing)
+    with pytest.raises(Outage, match="server down"):
+        ShapKernel().attribute(mbpp_task("sort the numbers"), Flaky(RULES))
 
 
 def test_non_finite_shap_values_are_a_failure(monkeypatch):
@@ -86,8 +115,8 @@ def test_non_finite_shap_values_are_a_failure(monkeypatch):
 
     monkeypatch.setattr(shap.KernelExplainer, "shap_values",
                         lambda self, X, **k: np.array([[np.nan, 0.0, 1.0]]))
-    out = ShapKernel(RuleGenerator(RULES)).attribute(mbpp_task("sort the numbers"))
-    assert out.failure and "non-finite" in out.failure
+    with pytest.raises(TaskFailure, match="non-finite"):
+        ShapKernel().attribute(mbpp_task("sort the numbers"), RuleGenerator(RULES))
 
 
 def test_partition_variant_ranks_the_word_that_matters_and_keeps_layout():
@@ -95,13 +124,13 @@ def test_partition_variant_ranks_the_word_that_matters_and_keeps_layout():
 
     task = mbpp_task("Write a function to sort the numbers in a list.")
     gen = RuleGenerator(RULES)
-    out = ShapPartition(gen, max_evals=40).attribute(task)
-    assert out.failure is None and len(out.scores) == 11  # 10 words and the full stop
+    out = ShapPartition(max_evals=40, definitions="paper").attribute(task, gen)
+    assert len(out.scores) == 11  # 10 words and the full stop
     scores = np.asarray(out.scores)
     assert scores.argmax() == 4 and scores[6] > 0  # "sort" first, "numbers" counts too
     # with few evaluations a neighbour of "numbers" may share its credit, never much of it
     assert np.delete(scores, [4, 6]).max() < scores[4] / 10
-    assert out.n_generations == len(set(gen.prompts_seen)) <= 40 + 1
+    assert out.details["n_generations"] == len(set(gen.prompts_seen)) <= 40 + 1
     # absent words are replaced in place: the rest of the text keeps its spacing
     assert "[MASK] [MASK] [MASK] [MASK] sort the numbers in a list.\ndef function():" in gen.prompts_seen
 
@@ -115,5 +144,5 @@ def test_partition_variant_records_shap_errors(monkeypatch):
         raise ValueError("bad masker")
 
     monkeypatch.setattr(shap.explainers.Partition, "__call__", boom)
-    out = ShapPartition(RuleGenerator(RULES)).attribute(mbpp_task("sort the numbers"))
-    assert out.failure == "SHAP failed: ValueError: bad masker" and out.scores == []
+    with pytest.raises(TaskFailure, match="^SHAP failed: ValueError: bad masker$"):
+        ShapPartition().attribute(mbpp_task("sort the numbers"), RuleGenerator(RULES))
