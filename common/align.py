@@ -7,19 +7,16 @@ Two paths:
   spaces removed and uses the offsets unchanged (the published InCoder gradient rows; wrong
   otherwise, kept only to reproduce them).
 * ``to_words``: model-agnostic. Token character spans from a tokenizer's offset mapping are
-  spread onto the words of the scored region in proportion to the non-space characters they
-  share, so every method reports on the same word units whatever its tokenizer.
+  spread onto the words (:func:`common.code_units.words`) of the scored region in proportion to
+  the non-space characters they share, so every method reports on the same word units whatever
+  its tokenizer.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-WORD = re.compile(r"\w+(?:['’]\w+)*")
-WORD_OR_PUNCT = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]+")
-
+from .code_units import words
 
 def locate(prompt: str, units: list[str], spaceless: bool = False) -> list[tuple[int, int, int]]:
     """Locate unit texts left to right; return ``(unit index, start, end)`` for those found."""
@@ -38,17 +35,8 @@ def locate(prompt: str, units: list[str], spaceless: bool = False) -> list[tuple
     return out
 
 
-def words(prompt: str, region: tuple[int, int] | None = None,
-          punctuation: bool = False) -> np.ndarray:
-    """Word spans (``int64`` array of shape ``(n_words, 2)``, half-open) inside ``region``."""
-    a, b = region if region is not None else (0, len(prompt))
-    pattern = WORD_OR_PUNCT if punctuation else WORD
-    spans = [(m.start() + a, m.end() + a) for m in pattern.finditer(prompt[a:b])]
-    return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
-
-
 def to_words(prompt: str, token_spans, scores, region: tuple[int, int] | None = None,
-             punctuation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Aggregate token scores onto words of ``region``.
 
     ``token_spans``: ``(n_tokens, 2)`` character spans in ``prompt`` (offsets past the prompt,
@@ -70,5 +58,5 @@ def to_words(prompt: str, token_spans, scores, region: tuple[int, int] | None = 
     np.add.at(diff, spans[:, 1], -density)
     per_char = np.cumsum(diff[:n]) * solid
     char_cum = np.concatenate([[0.0], np.cumsum(per_char)])
-    w = words(prompt, region, punctuation)
+    w = words(prompt, region)
     return w, char_cum[w[:, 1]] - char_cum[w[:, 0]]

@@ -170,6 +170,11 @@ def _block_end(code: str, header: int) -> int:
     return end
 
 
+def _has_code(text: str) -> bool:
+    """Some line holds more than blanks and a comment."""
+    return any(line.split("#", 1)[0].strip() for line in text.split("\n"))
+
+
 def function_span(prompt: str, generation: str) -> FunctionSpan | None:
     """The function ``generation`` writes as a continuation of ``prompt`` (see the module
     docstring), or None when it writes none."""
@@ -178,7 +183,7 @@ def function_span(prompt: str, generation: str) -> FunctionSpan | None:
     heads = [m for m in _DEF.finditer(prompt)]
     if heads:
         end = _block_end(code, heads[-1].start())
-        if end > p and code[p:end].strip():
+        if end > p and _has_code(code[p:end]):
             return FunctionSpan(0, end - p, "body")
     # the first top-level definition that starts on a line of the generation (its first line
     # finishes the prompt's last line unless the prompt ends with a newline)

@@ -32,8 +32,6 @@ def test_words_inside_region():
     region = (6, len(prompt))
     got = [prompt[a:b] for a, b in words(prompt, region)]
     assert got == ["def", "f", "a", "return", "the", "sum"]
-    with_punct = [prompt[a:b] for a, b in words(prompt, region, punctuation=True)]
-    assert with_punct == ["def", "f", "(", "a", "):", "return", "the", "sum", "."]
 
 
 def test_to_words_spreads_scores_over_non_space_characters():

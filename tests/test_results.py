@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from common import results
-from common.results import AttentionResult, ResultFileError, ResultWriter
+from common.results import AttributionResult, ResultFileError, ResultWriter
 
 
 def test_published_pickle_is_located(tmp_path):
@@ -12,7 +12,7 @@ def test_published_pickle_is_located(tmp_path):
     path = tmp_path / "saliency_reading_tiny.pkl"
     path.write_bytes(pickle.dumps({prompt: [("Write", np.float32(0.5)), ("zzz", 0.9),
                                             ("sort", 0.25), ("list", 0.125)]}))
-    r = AttentionResult.from_published(path)
+    r = AttributionResult.from_published(path)
     assert (r.method, r.model, r.source) == ("saliency_reading", "tiny", "published")
     ps = r.prompts[prompt]
     assert ps.texts(prompt) == ["Write", "sort", "list"]  # "zzz" is not in the prompt
@@ -29,7 +29,7 @@ def test_malformed_published_files_are_named(tmp_path, payload, message):
     path = tmp_path / "m_x.pkl"
     path.write_bytes(pickle.dumps(payload))
     with pytest.raises(ResultFileError, match=message):
-        AttentionResult.from_published(path)
+        AttributionResult.from_published(path)
 
 
 def test_writer_round_trip_and_resume(tmp_path):
@@ -40,7 +40,7 @@ def test_writer_round_trip_and_resume(tmp_path):
     w.fail("t/2", "add two numbers", "prompt longer than the context (2048 tokens)")
     again = ResultWriter(path, "saliency_coding", "my-model")
     assert again.done == {"t/1", "t/2"}
-    r = AttentionResult.load(path)
+    r = AttributionResult.load(path)
     assert r.meta == {"device": "cpu"}
     assert r.prompts["sort the list"].spans.tolist() == [[0, 4], [9, 13]]
     assert r.generations == {"t/1": "return sorted(x)"}
@@ -54,12 +54,12 @@ def test_torn_last_line_is_dropped_and_cut_on_reopen(tmp_path):
     w.add("t/1", "abc", [(0, 3)], [1.0])
     with open(path, "a") as f:
         f.write('{"task_id": "t/2", "prompt": "de')  # killed mid-write
-    assert set(AttentionResult.load(path).prompts) == {"abc"}
+    assert set(AttributionResult.load(path).prompts) == {"abc"}
     w2 = ResultWriter(path, "m", "x")
     assert w2.done == {"t/1"}
     assert path.read_text().endswith("\n")
     w2.add("t/2", "def", [(0, 3)], [1.0])
-    assert set(AttentionResult.load(path).prompts) == {"abc", "def"}
+    assert set(AttributionResult.load(path).prompts) == {"abc", "def"}
 
 
 def test_writer_refuses_another_results_file(tmp_path):
@@ -81,18 +81,34 @@ def test_malformed_records_name_file_and_line(tmp_path, line, message):
     with open(path, "a") as f:
         f.write(line + "\n")
     with pytest.raises(ResultFileError, match=message):
-        AttentionResult.load(path)
+        AttributionResult.load(path)
 
 
-def test_save_is_atomic_and_loadable(tmp_path):
-    r = AttentionResult("coding_last", "tiny", {"ab cd": results.PromptScores(
-        np.array([[0, 2], [3, 5]]), np.array([0.1, 0.9]), "t/1")})
-    r.generations["t/1"] = "pass"
-    path = r.save(tmp_path / "coding_last_tiny.jsonl")
-    back = AttentionResult.load(path)
+def test_open_append_reload_with_details(tmp_path):
+    from common.method import Attribution
+
+    path = tmp_path / "coding_last_tiny.jsonl"
+    r = AttributionResult.open(path, "coding_last", "tiny", {"method": {"k": 1}})
+    r.append("t/1", "ab cd", Attribution([(0, 2), (3, 5)], [0.1, 0.9], "pass", {"fills": ["x", "y"]}))
+    r.append("t/2", "ef", failure="no function body", generation="x = 1")
+    assert r.done == {"t/1", "t/2"} and len(r) == 1  # in memory as written
+    back = AttributionResult.load(path)
     assert back.prompts["ab cd"].scores.tolist() == [0.1, 0.9]
-    assert back.generations == {"t/1": "pass"}
+    assert back.generations == {"t/1": "pass", "t/2": "x = 1"}
+    assert back.details == {"t/1": {"fills": ["x", "y"]}} and back.failures == {"t/2": "no function body"}
+    assert back.meta == {"method": {"k": 1}} and back.task_ids == ["t/1"]
     assert [p.name for p in tmp_path.iterdir()] == ["coding_last_tiny.jsonl"]
+    # reopening resumes: the same tasks are done, appending goes on
+    again = AttributionResult.open(path, "coding_last", "tiny", {"method": {"k": 1}}, match_meta=("method",))
+    assert again.done == {"t/1", "t/2"}
+    with pytest.raises(ResultFileError, match="method"):
+        AttributionResult.open(path, "coding_last", "tiny", {"method": {"k": 2}}, match_meta=("method",))
+    # a result not opened from a file appends in memory only
+    mem = AttributionResult("m", "x", {})
+    mem.append("t/9", "gh", Attribution([(0, 2)], [1.0]))
+    assert mem.task_ids == ["t/9"]
+    with pytest.raises(ValueError, match="either an attribution or a failure"):
+        mem.append("t/8", "gh")
 
 
 def test_writer_refuses_a_file_made_with_other_settings(tmp_path):

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from common import models, registry
-from common.example import Example, TaskFailure, function_body_end
+from attention_alignment import catalogue
+from common import models
+from common.backends import Example
+from common.method import TaskFailure
 from self_attention_based.capture import AttentionUnavailable, attention_rows, full_attentions
 from tests.tiny_models import ARCHITECTURES, build_model, tiny_model
 
@@ -32,14 +34,36 @@ def forced_example(lm, continuation=BODY, task=None):
     prompt_ids = models.encode(lm, task.model_prompt)
     new = torch.tensor(lm.tokenizer(continuation, add_special_tokens=False)["input_ids"])
     text = lm.tokenizer.decode(new, skip_special_tokens=True)
-    return Example(lm, task, models.Generation(prompt_ids, new, text, task.model_prompt, len(new)))
+    return Example(lm, task, models.Continuation(prompt_ids, new, text, task.model_prompt, len(new)))
+
+
+class Forced:
+    """A backend whose task example is fixed (the continuation chosen by the test)."""
+
+    name = "forced"
+
+    def __init__(self, example):
+        self.ex = example
+
+    def example(self, task):
+        return self.ex
+
+
+def attribute(name, ex, **options):
+    m = catalogue.get(name)
+    return (m.configure(**options) if options else m).attribute(ex.task, Forced(ex))
+
+
+def rows_of(ex, definitions="unified"):
+    r = ex.rows("self_attention", definitions)
+    return r.reading, r.coding
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_captured_rows_equal_full_attention_maps(arch):
     lm = tiny_model(arch)
     ex = forced_example(lm)
-    rows = [ex.reading_index, ex.coding_index, 3]
+    rows = [*rows_of(ex), 3]
     got = attention_rows(lm.model, ex.ids, rows)
     full = full_attentions(lm.model, ex.ids)
     n_layers = len(full)
@@ -57,67 +81,76 @@ def test_every_self_attention_method_matches_numpy_reference(arch):
     ex = forced_example(lm)
     full = full_attentions(lm.model, ex.ids).numpy()  # (L, H, n, n)
     p = ex.prompt_len
-    for stage, row in (("reading", ex.reading_index), ("coding", ex.coding_index)):
-        a = full[:, :, row, :p]
-        want = {
-            f"{stage}_first": a[0].mean(0), f"{stage}_last": a[-1].mean(0),
-            f"{stage}_all": a.mean(axis=(0, 1)),
-            f"{stage}_first_layer0": a[0, 0], f"{stage}_last_layer0": a[0, -1],
-            f"{stage}_all_layer0": a[0].sum(0),
-        }
-        for name, ref in want.items():
-            got = registry.get(name).attribute(ex)
-            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7, err_msg=f"{arch} {name}")
+    for definitions in ("unified", "paper"):
+        for stage, row in zip(("reading", "coding"), rows_of(ex, definitions)):
+            a = full[:, :, row, :p]
+            want = {
+                f"{stage}_first": a[0].mean(0), f"{stage}_last": a[-1].mean(0),
+                f"{stage}_all": a.mean(axis=(0, 1)),
+                f"{stage}_first_layer0": a[0, 0], f"{stage}_last_layer0": a[0, -1],
+                f"{stage}_all_layer0": a[0].sum(0),
+            }
+            for name, ref in want.items():
+                got = attribute(name, ex, definitions=definitions)
+                spans, ref_words = ex.to_words(ref)
+                np.testing.assert_array_equal(got.spans, spans)
+                np.testing.assert_allclose(got.scores, ref_words, rtol=1e-5, atol=1e-7,
+                                           err_msg=f"{arch} {name} {definitions}")
     # The variants are different computations, not aliases of one another.
-    assert not np.allclose(registry.get("reading_first").attribute(ex),
-                           registry.get("reading_first_layer0").attribute(ex))
-    assert not np.allclose(registry.get("reading_first").attribute(ex),
-                           registry.get("reading_last").attribute(ex))
+    assert not np.allclose(attribute("reading_first", ex).scores, attribute("reading_first_layer0", ex).scores)
+    assert not np.allclose(attribute("reading_first", ex).scores, attribute("reading_last", ex).scores)
 
 
 def test_one_forward_pass_serves_all_self_attention_methods(monkeypatch):
-    import self_attention_based.layers as layers
+    import self_attention_based.attention_rows as module
     calls = []
-    real = layers.attention_rows
-    monkeypatch.setattr(layers, "attention_rows", lambda *a: calls.append(a[2]) or real(*a))
+    real = module.attention_rows
+    monkeypatch.setattr(module, "attention_rows", lambda *a: calls.append(a[2]) or real(*a))
     ex = forced_example(tiny_model("gpt2"))
-    for m in registry.select(None, "self_attention", "both"):
-        m.attribute(ex)
-    assert calls == [[ex.reading_index, ex.coding_index]]
+    for m in catalogue.select(None, "self_attention", "both"):
+        m.attribute(ex.task, Forced(ex))
+    assert calls == [list(rows_of(ex))]
 
 
-def test_reading_index_is_first_generated_position_and_coding_the_body_end():
+def test_query_rows_of_both_definitions():
     lm = tiny_model("llama")
     ex = forced_example(lm)
-    assert ex.reading_index == len(ex.generation.prompt_ids)
-    # The body's last character is the "s" of "return numbers"; its token ends there.
-    text = ex.generation.text
-    body_end = text.index("numbers\n\n") + len("numbers")
-    k = ex.coding_index - ex.prompt_len
+    p = ex.prompt_len
+    # The function's last character is the "s" of "return numbers"; its token ends there.
+    body_end = ex.text.index("numbers\n\n") + len("numbers")
+    t = ex.function_last
     ends = ex.generated_char_ends()
-    assert ends[k] >= body_end > (ends[k - 1] if k else 0)
-    assert lm.tokenizer.decode(ex.ids[ex.coding_index]).strip().endswith("s")
+    assert ends[t] >= body_end > (ends[t - 1] if t else 0)
+    assert lm.tokenizer.decode(ex.ids[p + t]).strip().endswith("s")
+    # unified: the query positions that predict the first generated token and that last token
+    assert rows_of(ex) == (p - 1, p - 1 + t)
+    assert ex.rows("gradient").reading == p - 1 and ex.rows("gradient").coding == p - 1 + t
+    # paper: self-attention read one position later; gradients used the last generated token
+    assert rows_of(ex, "paper") == (p, p + t)
+    assert (ex.rows("gradient", "paper").reading, ex.rows("gradient", "paper").coding) == (p - 1, p + ex.n_new - 2)
 
 
 def test_no_function_body_fails_coding_only():
     lm = tiny_model("gpt2")
     ex = forced_example(lm, continuation="print('hi')\nx = 1\n")
-    assert registry.get("reading_last").attribute(ex).shape == (ex.prompt_len,)
-    with pytest.raises(TaskFailure, match="no function body"):
-        registry.get("coding_last").attribute(ex)
+    out = attribute("reading_last", ex)
+    assert len(out.scores) == len(out.spans) > 0 and out.generation == ex.text
+    with pytest.raises(TaskFailure, match="no function body") as failed:
+        attribute("coding_last", ex)
+    assert failed.value.generation == ex.text  # recorded with the failure
 
 
 def test_no_generated_token_fails_with_reason():
     ex = forced_example(tiny_model("gpt2"), continuation="")
     with pytest.raises(TaskFailure, match="generated no token"):
-        registry.get("reading_first").attribute(ex)
+        attribute("reading_first", ex)
 
 
 def test_sdpa_model_is_a_clear_error():
     lm = build_model("llama", attn_implementation="sdpa")
     ex = forced_example(lm)
     with pytest.raises(AttentionUnavailable, match="attn_implementation='eager'"):
-        registry.get("reading_first").attribute(ex)
+        attribute("reading_first", ex)
 
 
 def test_capture_drops_the_full_maps():
@@ -135,31 +168,6 @@ def test_capture_drops_the_full_maps():
     assert out.attentions[0].shape == (1, 4, len(ids), len(ids))
 
 
-# -- function body ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("prompt,gen,body", [
-    (PROMPT, "    return sorted(numbers)\n\n\ndef main():\n    pass\n", "    return sorted(numbers)"),
-    (PROMPT, "    return sorted(numbers)", "    return sorted(numbers)"),
-    (PROMPT, "    if x:\n\n        y = 1\n    return y\nprint(1)\n",
-     "    if x:\n\n        y = 1\n    return y"),
-    (PROMPT, "print(1)\n", None),
-    (PROMPT, "\n\n", None),
-    ("Write a function to add.\ndef function():", "\n    return a + b\n\n\nassert f()", "\n    return a + b"),
-    ("Write a function to add.\ndef function():", " return 1\nx = 2", " return 1"),
-    ("Write a function to add.\ndef function():", "\nx = 2\n", None),
-    ("def helper(a):\n    return a\n\n\ndef target(b):\n    \"\"\"Doc.\"\"\"\n", "    return helper(b)\nz",
-     "    return helper(b)"),
-    ("no def here\n", "def f():\n\treturn 1\n\nx", "def f():\n\treturn 1"),
-    ("no def here\n", "x = 1\n", None),
-])
-def test_function_body_end(prompt, gen, body):
-    end = function_body_end(prompt + gen, len(prompt))
-    if body is None:
-        assert end is None
-    else:
-        assert (prompt + gen)[len(prompt):end] == body
-
-
 def test_attention_modules_one_per_layer_for_every_architecture():
     from self_attention_based.capture import attention_modules
     for arch in ARCHITECTURES:
@@ -175,8 +183,9 @@ def test_fallback_finds_attention_modules_by_class_name(monkeypatch):
     mods = capture.attention_modules(lm.model)
     assert [type(m).__name__ for m, _ in mods] == ["GPT2Attention"] * 2
     ex = forced_example(lm)
-    got = capture.attention_rows(lm.model, ex.ids, [ex.reading_index])
-    torch.testing.assert_close(got[:, :, 0], full_attentions(lm.model, ex.ids)[:, :, ex.reading_index])
+    row = rows_of(ex)[0]
+    got = capture.attention_rows(lm.model, ex.ids, [row])
+    torch.testing.assert_close(got[:, :, 0], full_attentions(lm.model, ex.ids)[:, :, row])
 
 
 def test_model_without_attention_modules_is_a_clear_error():
