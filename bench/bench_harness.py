@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.execution import Sandbox, reference_job  # noqa: E402
 from common import dataset  # noqa: E402
-from common.execution import Sandbox, reference_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Python code out of model output: chat answers (prose + fenced blocks) and raw completions.
+"""Python code out of chat answers (prose + fenced blocks).
 
 ``from_chat(answer, entry_point)``
     Fenced blocks (```python, ```py, bare ```); an unclosed last fence (an answer cut by the
@@ -8,9 +8,10 @@
     statements (``print(f(3))``, REPL ``>>>`` lines, ``if __name__ == "__main__":`` blocks) are
     dropped from the chosen block, because they are usage demos, not the solution, and can
     fail or block (``input()``) on their own.
-``from_completion(completion, prompt)``
-    A continuation of ``prompt``: cut at the end of the function the prompt opened, i.e. at
-    the first non-blank line with no indentation.
+``strip_examples(code)``
+    The top-level example statements dropped (also used for a raw generation that writes
+    its own function; where a raw continuation's function ends is
+    :func:`common.code_units.function_span`).
 ``resolve_name(code, wanted)``
     MBPP models name their own function. If the tests call ``wanted`` and the code does not
     define it: exactly one top-level function -> alias it; several, of which exactly one is
@@ -195,43 +196,6 @@ def _helpers_from_other_blocks(code: str, others: list[str]) -> list[tuple[str, 
                 found[name] = src
                 break
     return list(found.items())
-
-
-def from_completion(completion: str, prompt: str = "") -> Extraction:
-    """Cut a raw continuation of ``prompt`` at the end of the function the prompt opened.
-
-    A completion that repeats the prompt has it removed first.
-    """
-    note = []
-    if prompt and completion.startswith(prompt):
-        completion = completion[len(prompt):]
-        note.append("prompt removed from the completion")
-    lines = completion.splitlines(keepends=True)
-    out = []
-    # The first line may finish the prompt's last line (e.g. a signature cut mid-way).
-    for n, line in enumerate(lines):
-        if n > 0 and line.strip() and not line[0].isspace():
-            note.append(f"cut at line {n + 1} (end of the function)")
-            break
-        out.append(line)
-    return Extraction("".join(out), None, "; ".join(note))
-
-
-WHOLE_CODE = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\n)*(?:def|class|import|from|async def|@)\s")
-
-
-def is_whole_code(text: str) -> bool:
-    """True when a generation starts a new top-level definition or import (e.g. a chat model's
-    answer without fences) rather than continuing an open function body."""
-    return bool(WHOLE_CODE.match(text))
-
-
-def from_code(text: str) -> Extraction:
-    """A generation that is already code: example statements dropped if it parses; kept as is
-    otherwise, so that the harness reports the syntax error."""
-    code, dropped = strip_examples(text)
-    return Extraction(code, None, "whole code" + (f"; dropped {dropped} top-level example "
-                                                  f"statement(s)" if dropped else ""))
 
 
 def _called_names(func: ast.FunctionDef) -> set[str]:

@@ -1,4 +1,5 @@
-"""Keywords missed by attention, suggested patterns, writers, and the GPT-4 pipeline end to end."""
+"""Keywords missed by attention, suggested patterns, writers, and the GPT-4 pipeline end to end
+(analysis.patterns, analysis.report, analysis.generations, analysis.error_analysis)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import numpy as np
 import pytest
 
 from analysis import error_analysis as ea
+from analysis import generations, patterns, report
+from analysis.execution import Outcome
 from common.dataset import Keyword, Task
-from common.execution import Outcome
 from common.extract import Extraction
-from common.results import AttentionResult, PromptScores, ResultWriter
+from common.method import Attribution
+from common.results import AttributionResult, PromptScores
 
 PROMPT = "Write a function to count the even numbers in a list if it is not empty."
 
@@ -54,7 +57,7 @@ def scores_on(*words: str, prompt: str = PROMPT) -> PromptScores:
     (("even", "if"), ["count", "list"], [3, 4]),
 ])
 def test_patterns_on_hand_made_cases(attended, expected_missed, expected_patterns):
-    c = ea.coverage(task(), scores_on(*attended), "m", k=len(attended))
+    c = patterns.coverage(task(), scores_on(*attended), "m", k=len(attended))
     assert sorted(k.text for k in c.missed) == sorted(expected_missed)
     assert c.patterns() == expected_patterns
     assert c.suggested() == expected_patterns[0]
@@ -62,7 +65,7 @@ def test_patterns_on_hand_made_cases(attended, expected_missed, expected_pattern
 
 def test_top_k_is_what_counts_not_a_positive_score():
     # "if" has a score, but rank 5 of k=4: it is missed
-    c = ea.coverage(task(), scores_on("count", "even", "list", "Write", "if"), "m", k=4)
+    c = patterns.coverage(task(), scores_on("count", "even", "list", "Write", "if"), "m", k=4)
     assert [k.text for k in c.missed] == ["if"] and c.suggested() == 1
     by = c.missed_by_label()
     assert by == {"conditional": ["if"], "property": [], "operator": [], "datatype": []}
@@ -74,15 +77,15 @@ def test_partial_overlap_counts_as_attended_and_region_limits_keywords():
     outside = kw(">>>", "operator", prompt)  # beyond the scored region: not the method's business
     t = task([even, outside], prompt, region=(0, prompt.index(">>>")), benchmark="humaneval")
     units = PromptScores(np.asarray([[even.start, even.start + 4]]), np.asarray([1.0]))  # "even"
-    c = ea.coverage(t, units, "m", k=1)
+    c = patterns.coverage(t, units, "m", k=1)
     assert c.keywords == [even] and c.missed == [] and c.patterns() == [0]
 
 
 def test_no_keywords_and_no_units():
-    c = ea.coverage(task(keywords=()), scores_on("count"), "m", k=3)
+    c = patterns.coverage(task(keywords=()), scores_on("count"), "m", k=3)
     assert c.patterns() == [] and c.suggested() is None
     empty = PromptScores(np.zeros((0, 2), dtype=np.int64), np.zeros(0))
-    c = ea.coverage(task(), empty, "m", k=5)
+    c = patterns.coverage(task(), empty, "m", k=5)
     assert len(c.missed) == 4 and c.suggested() == 1
 
 
@@ -100,35 +103,35 @@ def test_no_keywords_and_no_units():
     ("passed", "", "", ""),
 ])
 def test_failure_kind(status, detail, stage, kind):
-    assert ea.failure_kind(Outcome("k", status, detail, stage)) == kind
+    assert patterns.failure_kind(Outcome("k", status, detail, stage)) == kind
 
 
-def analysed_fixture() -> list[ea.Analysed]:
+def analysed_fixture() -> list[patterns.Analysed]:
     t_wrong = task(tid="mbpp/1")
     t_right = task(tid="mbpp/2")
-    gen = lambda t: ea.Generation("toy", t, "raw", "chat", Extraction("def count_even(xs):\n    "  # noqa: E731
+    gen = lambda t: generations.Candidate("toy", t, "raw", "chat", Extraction("def count_even(xs):\n    "  # noqa: E731
                                                                        "return '<b>'\n"))
-    wrong = ea.Analysed(gen(t_wrong), Outcome("toy::mbpp/1", "failed", "AssertionError (x)", "test 0"),
-                        [ea.coverage(t_wrong, scores_on("count", "list"), "bert", 2),
-                         ea.coverage(t_wrong, scores_on("count", "even", "list", "if"), "shap", 4)])
-    right = ea.Analysed(gen(t_right), Outcome("toy::mbpp/2", "passed"),
-                        [ea.coverage(t_right, scores_on("count", "even", "list", "if"), "bert", 4)])
+    wrong = patterns.Analysed(gen(t_wrong), Outcome("toy::mbpp/1", "failed", "AssertionError (x)", "test 0"),
+                        [patterns.coverage(t_wrong, scores_on("count", "list"), "bert", 2),
+                         patterns.coverage(t_wrong, scores_on("count", "even", "list", "if"), "shap", 4)])
+    right = patterns.Analysed(gen(t_right), Outcome("toy::mbpp/2", "passed"),
+                        [patterns.coverage(t_right, scores_on("count", "even", "list", "if"), "bert", 4)])
     return [wrong, right]
 
 
 def test_summaries():
     analysed = analysed_fixture()
-    assert ea.pass_rates(analysed) == [{"model": "toy", "benchmark": "mbpp", "tasks": 2, "passed": 1,
+    assert patterns.pass_rates(analysed) == [{"model": "toy", "benchmark": "mbpp", "tasks": 2, "passed": 1,
                                         "failed": 1, "timeout": 0, "error": 0, "pass_rate": 0.5}]
-    counts = ea.pattern_counts(analysed)
+    counts = patterns.pattern_counts(analysed)
     assert counts[("toy", "bert")] == {1: 1} and counts[("toy", "shap")] == {0: 1}
-    rates = {(r["method"], r["group"], r["label"]): r["miss_rate"] for r in ea.miss_rates(analysed)}
+    rates = {(r["method"], r["group"], r["label"]): r["miss_rate"] for r in patterns.miss_rates(analysed)}
     assert rates[("bert", "incorrect", "property")] == 1.0
     assert rates[("bert", "correct", "property")] == 0.0
 
 
 def test_writers(tmp_path):
-    files = ea.write_outputs(analysed_fixture(), tmp_path, k=2)
+    files = report.write_outputs(analysed_fixture(), tmp_path, k=2)
     rows = list(csv.DictReader(io.StringIO(files["incorrect"].read_text())))
     assert [(r["task_id"], r["method"], r["suggested_pattern"]) for r in rows] == \
         [("mbpp/1", "bert", "1"), ("mbpp/1", "shap", "0")]
@@ -150,42 +153,42 @@ def test_writers(tmp_path):
 def test_render_prompt_marks_keywords_and_top_k():
     prompt = "a <list> if x"
     kws = [Keyword("list", 3, 7, "datatype"), Keyword("if", 9, 11, "conditional")]
-    out = ea.render_prompt(prompt, kws, np.asarray([[0, 1], [9, 11]]))
+    out = report.render_prompt(prompt, kws, np.asarray([[0, 1], [9, 11]]))
     assert out == ('<span class="top">a</span> &lt;<span class="kw-datatype">list</span>&gt; '
                    '<span class="kw-conditional top">if</span> x')
 
 
 def test_saved_generations_of_an_open_model(tmp_path, corrected):
     t = corrected.by_id()["mbpp/602"]
-    w = ResultWriter(tmp_path / "bert_perturbation_toy.jsonl", "bert_perturbation", "toy")
-    w.add(t.task_id, t.prompt, [[0, 5]], [1.0], generation="\n    return None\nprint(1)\n")
-    w.add("mbpp/nope", "x", [[0, 1]], [1.0], generation="x")
-    gens, warnings = ea.saved_generations(corrected, tmp_path)
+    res = AttributionResult.open(tmp_path / "bert_perturbation_toy.jsonl", "bert_perturbation", "toy")
+    res.append(t.task_id, t.prompt, Attribution([[0, 5]], [1.0], generation="\n    return None\nprint(1)\n"))
+    res.append("mbpp/nope", "x", Attribution([[0, 1]], [1.0], generation="x"))
+    gens, warnings = generations.saved_candidates(corrected, tmp_path)
     assert len(gens) == 1 and "unknown task 'mbpp/nope'" in warnings[0]
     g = gens[0]
     assert g.kind == "completion" and g.model == "toy"
     assert g.extraction.code == "def function():\n    return None\n"
     assert g.extraction.alias_of == "function" and "aliased function" in g.note
-    att = ea.attention_for("toy", tmp_path)
-    assert isinstance(att["bert_perturbation"], AttentionResult)
+    att = generations.attributions_for("toy", tmp_path)
+    assert isinstance(att["bert_perturbation"], AttributionResult)
 
 
 def test_gpt4_generations_reject_unknown_prompts(corrected):
-    with pytest.raises(ea.AnswerFileError, match="entry 1"):
-        ea.gpt4_generations(corrected, {"not a prompt of the study": "```python\npass\n```"})
-    with pytest.raises(ea.AnswerFileError, match="entry 1"):
-        ea.gpt4_generations(corrected, {corrected.tasks[0].prompt: 42})
+    with pytest.raises(generations.AnswerFileError, match="entry 1"):
+        generations.gpt4_candidates(corrected, {"not a prompt of the study": "```python\npass\n```"})
+    with pytest.raises(generations.AnswerFileError, match="entry 1"):
+        generations.gpt4_candidates(corrected, {corrected.tasks[0].prompt: 42})
 
 
 @pytest.mark.slow
 def test_gpt4_pipeline_end_to_end(tmp_path, mirror):
     analysed, files = ea.run(models=["gpt4"], out_dir=tmp_path, mirror=str(mirror), log=lambda m: None)
     assert len(analysed) == 1138  # 1,134 answers; four MBPP texts run for two task ids each
-    ids = [a.generation.task.task_id for a in analysed]
+    ids = [a.candidate.task.task_id for a in analysed]
     assert len(set(ids)) == 1138
-    shared = [a for a in analysed if "prompt text shared by" in a.generation.note]
+    shared = [a for a in analysed if "prompt text shared by" in a.candidate.note]
     assert len(shared) == 8
-    rates = {r["benchmark"]: r for r in ea.pass_rates(analysed)}
+    rates = {r["benchmark"]: r for r in patterns.pass_rates(analysed)}
     assert rates["humaneval"]["tasks"] == 164 and rates["mbpp"]["tasks"] == 974
     # the figures committed in other_data/ (GPT-4 answers at temperature 0 are fixed input)
     assert rates["humaneval"]["passed"] == 143
@@ -199,14 +202,16 @@ def test_gpt4_pipeline_end_to_end(tmp_path, mirror):
 
 
 def test_saved_generation_that_is_whole_code(corrected):
+    # a continuation of MBPP's "def function():" writes its own function on a new line
     t = corrected.by_id()["mbpp/602"]
-    g = ea.completion_generation("toy", t, "def first_char(s):\n    return s[0]\nprint(first_char('ab'))\n")
+    g = generations.saved_candidate("toy", t,
+                                    "\ndef first_char(s):\n    return s[0]\nprint(first_char('ab'))\n")
     assert g.kind == "code" and g.extraction.code == "def first_char(s):\n    return s[0]\n"
     assert g.extraction.alias_of == "first_char"
-    # a HumanEval continuation of the prompt's body stays a completion
+    # a HumanEval continuation of the prompt's body stays a completion, cut at the body's end
     he = corrected.by_id()["HumanEval/0"]
-    g = ea.completion_generation("toy", he, "    return False\n\ndef extra():\n    pass\n")
-    assert g.kind == "completion" and g.extraction.code == "    return False\n\n"
+    g = generations.saved_candidate("toy", he, "    return False\n\ndef extra():\n    pass\n")
+    assert g.kind == "completion" and g.extraction.code == "    return False\n"
 
 
 def test_cli(tmp_path, mirror, capsys):

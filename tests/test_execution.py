@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from common.execution import Job, Sandbox, job_for, mbpp_tests, reference_job
+from analysis.execution import Job, Sandbox, job_for, mbpp_tests, reference_job
 
 ROOT = os.geteuid() == 0
 
@@ -274,7 +274,7 @@ def test_a_dead_worker_is_replaced():
 
 def test_a_hung_worker_is_killed_by_the_watchdog(monkeypatch):
     """If a worker stops answering (here: frozen with SIGSTOP), the run still returns."""
-    import common.execution as execution
+    import analysis.execution as execution
     monkeypatch.setattr(execution, "WATCHDOG_GRACE", 0.5)
     with Sandbox(workers=1, timeout=1) as sb:
         still_works(sb)

@@ -1,4 +1,5 @@
-"""Code extraction from chat answers and completions, and the MBPP name alias."""
+"""Code extraction from chat answers and the MBPP name alias (the code of saved generations:
+tests/test_saved_generations.py)."""
 
 from __future__ import annotations
 
@@ -148,20 +149,6 @@ def test_indented_fence_is_dedented():
     assert extract.from_chat(answer, "f").code == "def f():\n    return 1\n"
 
 
-def test_completion_is_cut_at_the_end_of_the_function():
-    prompt = "def add(a, b):\n    \"\"\"Add.\"\"\"\n"
-    completion = "    return a + b\n\n\ndef unrelated():\n    pass\nprint(add(1, 2))\n"
-    ex = extract.from_completion(completion, prompt)
-    assert ex.code == "    return a + b\n\n\n"
-    assert "cut at line 4" in ex.note
-    # a completion that repeats its prompt
-    ex = extract.from_completion(prompt + completion, prompt)
-    assert ex.code == "    return a + b\n\n\n" and "prompt removed" in ex.note
-    # the first line may finish the prompt's last line without indentation
-    ex = extract.from_completion("\n    return 1\nx = 2\n", "def f():")
-    assert ex.code == "\n    return 1\n"
-
-
 def test_resolve_name():
     assert extract.resolve_name("def mine(x):\n    return x\n", "theirs") == \
         ("mine", "aliased mine as theirs (the only function defined)")
@@ -193,14 +180,3 @@ def test_real_gpt4_answers(mirror):
     assert extract.resolve_name(ex.code, "get_First_Set_Bit_Pos")[0] == "rightmost_set_bit"
     found = sum(extract.from_chat(a).found for a in answers.values())
     assert found >= len(answers) - 3  # only answers with no code at all come out empty
-
-
-def test_whole_code_or_continuation():
-    assert extract.is_whole_code("def f(x):\n    return x\n")
-    assert extract.is_whole_code("\n# solution\nimport re\ndef f(x):\n    return x\n")
-    assert not extract.is_whole_code("\n    return x\n")
-    assert not extract.is_whole_code("    if x:\n        return 1\ndef g():\n    pass\n")
-    ex = extract.from_code("def f(x):\n    return x\n\nprint(f(1))\n")
-    assert ex.code == "def f(x):\n    return x\n\n" and "dropped 1" in ex.note
-    truncated = "def f(x):\n    if x:\n"
-    assert extract.from_code(truncated).code == truncated  # the harness reports the syntax error

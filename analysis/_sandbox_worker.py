@@ -1,6 +1,6 @@
 """Sandbox worker: a long-lived process that runs one untrusted program per job in a forked child.
 
-Started by ``common.execution`` as ``python -s <this file>`` in a clean environment with
+Started by ``analysis.execution`` as ``python -s <this file>`` in a clean environment with
 ``PYTHONHASHSEED=0`` (reproducible outcomes for code that depends on set order); it must not
 import the project (the child inherits everything this process has loaded). Protocol: one
 JSON job per stdin line, one JSON outcome per stdout line.

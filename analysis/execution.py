@@ -20,7 +20,7 @@ How a program is put together:
 * MBPP: the code, then ``test_setup_code``, then each assert as its own test, so ``detail``
   says which assert failed.
 
-The sandbox itself is ``common/_sandbox_worker.py`` (its docstring lists the safety layers).
+The sandbox itself is ``analysis/_sandbox_worker.py`` (its docstring lists the safety layers).
 ``Sandbox`` keeps a few worker processes alive and feeds them jobs; a worker that dies is
 replaced and its job reported as ``error``.
 """
