@@ -260,8 +260,10 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--dtype", choices=models.DTYPES)
     mod.add_argument("--batch-size", type=_positive, default=8,
                      help="prompts generated together (left padding; results equal to one at a time)")
-    mod.add_argument("--threads", type=_positive, help="torch CPU threads (1 is often fastest on a busy machine)")
-    mod.add_argument("--cache", default=None, help="generation cache, SQLite (default .cache/generations.sqlite)")
+    mod.add_argument("--threads", type=_positive,
+                     help="torch CPU threads (1 is often fastest on a busy machine)")
+    mod.add_argument("--cache", default=None,
+                     help="generation cache, SQLite (default .cache/generations.sqlite)")
     opt = p.add_argument_group("method options (applied to the selected methods that have them)")
     opt.add_argument("--fill-model", help="BERT masking's fill-mask model (default bert-base-uncased; "
                                           "tiny-random-bert: offline smoke tests only, random fills)")
@@ -272,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
     opt.add_argument("--smoothing", help="NLTK BLEU smoothing method (default none, as the study)")
     api = p.add_argument_group("chat APIs")
     api.add_argument("--temperature", default="0",
-                     help="chat temperature; 'default' leaves the server's (the study's noisy GPT-4 BERT run)")
+                     help="chat temperature; 'default' leaves the server's (the study's noisy GPT-4 "
+                          "BERT run)")
     api.add_argument("--max-cost-usd", type=float,
                      default=float(os.environ["MAX_COST_USD"]) if os.environ.get("MAX_COST_USD") else None)
     api.add_argument("--price-per-1k", type=float, nargs=2, metavar=("INPUT", "OUTPUT"),
@@ -338,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         backend = backends.build(
             args.model or DEFAULT_MODEL, backend=args.backend, base_url=args.base_url, name=args.name,
             device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            cache_path=args.cache or _default_cache(), attention=any(m.family == "self_attention" for m in methods),
+            cache_path=args.cache or _default_cache(),
+            attention=any(m.family == "self_attention" for m in methods),
             temperature=temperature, max_cost_usd=args.max_cost_usd, concurrency=args.concurrency,
             prices_per_1k=tuple(args.price_per_1k) if args.price_per_1k else None,
             extract_code=not args.no_extract_code)

@@ -35,17 +35,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from common import dataset, models, registry  # noqa: E402
-from common.example import Example, TaskFailure  # noqa: E402
-from gradient_based.gradients import input_x_gradient, saliency, two_step_gradients  # noqa: E402
+from attention_alignment import catalogue  # noqa: E402
+from common import dataset, models  # noqa: E402
+from common.backends import Example  # noqa: E402
+from common.method import TaskFailure  # noqa: E402
+from gradient_based.gradients import target_gradients  # noqa: E402
+from gradient_based.inputxgradient import InputXGradient  # noqa: E402
 from gradient_based.reference import per_step_gradients  # noqa: E402
+from gradient_based.saliency import Saliency  # noqa: E402
 from self_attention_based.capture import attention_rows, full_attentions  # noqa: E402
 
 
 def load(name: str, device: str, dtype: str | None) -> models.LoadedModel:
     if name == "tiny":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from tests.tiny_models import tiny_model
+        from common.tiny import tiny_model
         lm = tiny_model("llama")
         lm.model.to(device)
         lm.device = device
@@ -64,6 +67,26 @@ def load(name: str, device: str, dtype: str | None) -> models.LoadedModel:
     return models.load_model(name, device=device, dtype=dtype, attn_implementation="eager")
 
 
+saliency, input_x_gradient = Saliency.reduce, InputXGradient.reduce
+
+
+class _Fixed:
+    name = "bench"
+
+    def __init__(self, example):
+        self.ex = example
+
+    def example(self, task):
+        return self.ex
+
+
+def two_step_gradients(model, prompt_ids, new_ids):
+    """Gradients of the first and the last generated token, from one forward pass."""
+    p, n = len(prompt_ids), len(new_ids)
+    g = target_gradients(model, torch.cat([prompt_ids, new_ids]), [p - 1, p + n - 2])
+    return g[p - 1], g[p + n - 2]
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -71,7 +94,7 @@ def sync(device: str) -> None:
 
 def throughput(lm, tasks, device, batch_size: int = 1) -> dict:
     """All ten methods on ``tasks``: generation (batched as the runner does), then the methods."""
-    methods = registry.select()
+    methods = catalogue.select()
     failures = 0
     start = time.perf_counter()
     budgets = [min(models.generation_budget(lm, t.reference),
@@ -87,14 +110,17 @@ def throughput(lm, tasks, device, batch_size: int = 1) -> dict:
             if m.family != "self_attention":
                 continue
             try:
-                m.attribute(ex)
+                m.attribute(task, _Fixed(ex))
             except TaskFailure:
                 failures += 1
         sync(device)
         t2 = time.perf_counter()
         for m in methods:
             if m.family == "gradient":
-                m.attribute(ex)
+                try:
+                    m.attribute(task, _Fixed(ex))
+                except TaskFailure:
+                    failures += 1
         sync(device)
         t3 = time.perf_counter()
         t_att, t_grad = t_att + t2 - t1, t_grad + t3 - t2

@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT))
 
 from common import dataset, models  # noqa: E402
 from common.atomic import write_text  # noqa: E402
+from common.code_units import nltk_words, perturbation_units  # noqa: E402
 from perturbation_based.bert_masking import BertFiller, BertMasking, perturbed_prompts  # noqa: E402
-from perturbation_based.core import region_words  # noqa: E402
 from perturbation_based.shap_method import ShapKernel, ShapPartition  # noqa: E402
 
 
 def load(name: str, device: str):
     if name == "tiny":
-        from tests.tiny_models import tiny_model
+        from common.tiny import tiny_model
         lm = tiny_model("codegen")
         lm.model.to(device)
         lm.device = device
@@ -54,7 +54,8 @@ def sync(device: str) -> None:
 def throughput(lm, tasks, filler, batch_size: int, device: str, cap: int | None = None) -> dict:
     jobs = []
     for t in tasks:
-        _, _, prompts = perturbed_prompts(t.prompt, t.model_prompt, t.region, filler)
+        spans = perturbation_units(t.prompt, t.region)
+        _, prompts = perturbed_prompts(t.prompt, t.model_prompt, spans, filler, t.region)
         budget = models.generation_budget(lm, t.reference)
         jobs.append(([t.model_prompt, *prompts], min(budget, cap) if cap else budget))
     n = sum(len(p) for p, _ in jobs)
@@ -92,15 +93,15 @@ def counts(tasks, filler) -> dict:
     rows = {"bert_perturbation": [], "shap_perturbation": [], "shap_text_perturbation": []}
     paper = {"bert_perturbation": [], "shap_perturbation": []}
     for t in tasks:
-        n_bert = len(region_words(t.prompt, t.region, True))
-        n_shap = len(region_words(t.prompt, t.region, False))
+        n_bert = len(nltk_words(t.prompt, t.region, True))
+        n_shap = len(nltk_words(t.prompt, t.region, False))
         paper["bert_perturbation"].append(n_bert + 1)  # one per word, plus the original
         paper["shap_perturbation"].append(n_shap + 1)
-        for name, make in (("bert_perturbation", lambda g: BertMasking(g, filler)),
-                           ("shap_perturbation", lambda g: ShapKernel(g)),
-                           ("shap_text_perturbation", lambda g: ShapPartition(g))):
+        for name, method in (("bert_perturbation", BertMasking(filler=filler, definitions="paper")),
+                             ("shap_perturbation", ShapKernel(definitions="paper")),
+                             ("shap_text_perturbation", ShapPartition(definitions="paper"))):
             g = Standin()
-            make(g).attribute(t)
+            method.attribute(t, g)
             rows[name].append(len(g.distinct))
     out = {}
     for name, xs in rows.items():

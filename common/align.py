@@ -18,6 +18,7 @@ import numpy as np
 
 from .code_units import words
 
+
 def locate(prompt: str, units: list[str], spaceless: bool = False) -> list[tuple[int, int, int]]:
     """Locate unit texts left to right; return ``(unit index, start, end)`` for those found."""
     haystack = prompt.replace(" ", "") if spaceless else prompt

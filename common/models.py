@@ -183,6 +183,15 @@ def load_model(name_or_path: str, device: str = "cpu", dtype=None,
 
     device = _check_device(device)
     torch_dtype = _torch_dtype(dtype)
+    if str(name_or_path).startswith("tiny-"):  # offline random models for smoke runs
+        from . import tiny
+        arch = str(name_or_path)[len("tiny-"):].replace("-", "_")
+        if arch not in tiny.ARCHITECTURES:
+            raise ModelLoadError(f"model {name_or_path!r}: tiny models are "
+                                 f"{', '.join('tiny-' + a for a in tiny.ARCHITECTURES)}")
+        lm = tiny.build_model(arch, attn_implementation=attn_implementation or "eager")
+        lm.model.to(device=device, dtype=torch_dtype)
+        return LoadedModel(lm.name, lm.model, lm.tokenizer, device, torch_dtype, lm.source)
     name, source, revision = resolve(name_or_path)
     if name == "smollm2":
         folder = _cached_smollm2()

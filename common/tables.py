@@ -78,9 +78,9 @@ def load_entries(result_dir: str | os.PathLike = paths.RESULT_DIR, published_dir
             spaceless = mode == "paper" and _paper_spaceless(source, method, model)
             if (path, spaceless) not in cache:
                 if source == "published":
-                    res = results.AttentionResult.from_published(path, spaceless, method, model)
+                    res = results.AttributionResult.from_published(path, spaceless, method, model)
                 else:
-                    res = results.AttentionResult.load(path)
+                    res = results.AttributionResult.load(path)
                 cache[path, spaceless] = Ranked(res.prompts)
             name = model
             if source == "computed" and model in published_models:
@@ -217,14 +217,6 @@ def summary_deltas(table3: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(results.PAPER_METHODS)}
     return out.reset_index().sort_values(["method", "k"], key=lambda c: c.map(order)
                                          if c.name == "method" else c).reset_index(drop=True)
-
-
-def family_means(table3: pd.DataFrame, mode: str, k: int) -> dict[str, float]:
-    """Mean F1 of each method family (used to check the paper's findings)."""
-    t = table3[(table3["mode"] == mode) & (table3.k == k)].set_index("method").f1
-    fam = {"perturbation": results.PERTURBATION_METHODS, "gradient": results.GRADIENT_METHODS,
-           "self_attention": results.SELF_ATTENTION_METHODS}
-    return {f: float(np.mean([t[m] for m in ms if m in t.index])) for f, ms in fam.items()}
 
 
 def findings(table3: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,6 @@ positions.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 import torch

@@ -8,11 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MIRROR = ROOT.parent / "shared"
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from intra-op threads, and on a shared machine busy threads spin
+# against each other (a 2-core box ran ~10x slower with 2 threads than with 1).
+torch.set_num_threads(1)
 if "DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["DATA_MIRROR"] = str(DEFAULT_MIRROR)
 

@@ -10,12 +10,12 @@ import torch
 
 from common import models
 from common.method import TaskFailure
+from common.tiny import ARCHITECTURES, build_model, tiny_model
 from gradient_based.gradients import target_gradients
 from gradient_based.inputxgradient import InputXGradient
 from gradient_based.reference import per_step_gradients
 from gradient_based.saliency import Saliency
 from tests.test_self_attention import attribute, forced_example
-from tests.tiny_models import ARCHITECTURES, build_model, tiny_model
 
 saliency, input_x_gradient = Saliency.reduce, InputXGradient.reduce
 

@@ -72,7 +72,8 @@ def test_show_one_task_of_a_result_file(tmp_path, corrected):
     assert plain.startswith(f"{tasks[1].task_id}, reading_last_m: ")
     assert "«" in plain and "[" in plain and "return 1 < 2" in plain
     assert "return 1 &lt; 2" in rich
-    assert "failed: no function body" in str(AttributionResult.load(tmp_path / "r.jsonl").show(tasks[0].task_id))
+    failed = AttributionResult.load(tmp_path / "r.jsonl").show(tasks[0].task_id)
+    assert "failed: no function body" in str(failed)
     f = AttributionResult.open(tmp_path / "f.jsonl", "coding_last", "m")
     f.append(tasks[0].task_id, tasks[0].prompt, failure="no function body")
     assert "no task scored" in str(AttributionResult.load(tmp_path / "f.jsonl").show())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from common import models
-from tests.tiny_models import ARCHITECTURES, EOS, build_model, save_tiny, tiny_model, tiny_tokenizer
+from common.tiny import ARCHITECTURES, EOS, build_model, save_tiny, tiny_model, tiny_tokenizer
 
 PROMPTS = [
     "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n",

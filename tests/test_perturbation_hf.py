@@ -10,11 +10,11 @@ from attention_alignment import run as runner
 from common import backends, code_units, models
 from common.backends import HFBackend
 from common.generation_cache import GenerationCache
+from common.tiny import tiny_model
 from perturbation_based.bert_masking import BertFiller, BertMasking, perturbed_prompts
 from perturbation_based.shap_method import ShapKernel
 from tests.perturbation_fakes import FixedFiller, mbpp_task
 from tests.tiny_bert import tiny_bert
-from tests.tiny_models import tiny_model
 
 TASK = mbpp_task("Write a function to find the maximum element of a list.")
 
@@ -81,7 +81,7 @@ def test_shap_generates_each_coalition_prompt_once(tmp_path, count_model_calls):
 
 
 def test_runner_with_hf_backend_from_a_model_folder(tmp_path):
-    from tests.tiny_models import save_tiny
+    from common.tiny import save_tiny
     save_tiny("gpt2", tmp_path / "tiny-gpt2")
     gen = backends.build(str(tmp_path / "tiny-gpt2"), cache_path=tmp_path / "c.sqlite", batch_size=8)
     assert isinstance(gen, HFBackend) and gen.name == "tiny-gpt2"

@@ -96,7 +96,8 @@ def test_expected_failures_are_recorded_bugs_stop_the_run_and_a_rerun_completes(
         runner.run([Flaky(), bert()], gen, TASKS, tmp_path, progress=False)
     flaky = AttributionResult.load(tmp_path / "flaky_rule-model.jsonl")
     # t/1 recorded as a failure; nothing at all for t/2 (not even bert_perturbation's result)
-    assert flaky.failures == {"t/1": "prompt longer than the context"} and flaky.generations == {"t/1": "code"}
+    assert flaky.failures == {"t/1": "prompt longer than the context"}
+    assert flaky.generations == {"t/1": "code"}
     assert AttributionResult.load(tmp_path / "bert_perturbation_rule-model.jsonl").done == {"t/1"}
     again = runner.run([Flaky(bug=False), bert()], gen, TASKS, tmp_path, progress=False)
     assert (again.skipped, again.scored, again.failed) == (1, {"flaky": 2, "bert_perturbation": 2}, {})

@@ -15,7 +15,7 @@ from attention_alignment import catalogue
 from attention_alignment import run as runner
 from common import align, backends, metrics, models, results
 from common.backends import HFBackend
-from tests.tiny_models import build_model, save_tiny, tiny_model
+from common.tiny import build_model, save_tiny, tiny_model
 
 TEN = ["reading_first", "reading_last", "reading_all", "coding_first", "coding_last", "coding_all",
        "saliency_reading", "saliency_coding", "inputxgradient_reading", "inputxgradient_coding"]

@@ -13,8 +13,8 @@ from attention_alignment import catalogue
 from common import models
 from common.backends import Example
 from common.method import TaskFailure
+from common.tiny import ARCHITECTURES, build_model, tiny_model
 from self_attention_based.capture import AttentionUnavailable, attention_rows, full_attentions
-from tests.tiny_models import ARCHITECTURES, build_model, tiny_model
 
 PROMPT = ('from typing import List\n\n\ndef sort_list(numbers: List[int]) -> List[int]:\n'
           '    """ Sort the given list of integers in ascending order.\n    """\n')
@@ -97,7 +97,8 @@ def test_every_self_attention_method_matches_numpy_reference(arch):
                 np.testing.assert_allclose(got.scores, ref_words, rtol=1e-5, atol=1e-7,
                                            err_msg=f"{arch} {name} {definitions}")
     # The variants are different computations, not aliases of one another.
-    assert not np.allclose(attribute("reading_first", ex).scores, attribute("reading_first_layer0", ex).scores)
+    first = attribute("reading_first", ex).scores
+    assert not np.allclose(first, attribute("reading_first_layer0", ex).scores)
     assert not np.allclose(attribute("reading_first", ex).scores, attribute("reading_last", ex).scores)
 
 
@@ -127,7 +128,8 @@ def test_query_rows_of_both_definitions():
     assert ex.rows("gradient").reading == p - 1 and ex.rows("gradient").coding == p - 1 + t
     # paper: self-attention read one position later; gradients used the last generated token
     assert rows_of(ex, "paper") == (p, p + t)
-    assert (ex.rows("gradient", "paper").reading, ex.rows("gradient", "paper").coding) == (p - 1, p + ex.n_new - 2)
+    paper = ex.rows("gradient", "paper")
+    assert (paper.reading, paper.coding) == (p - 1, p + ex.n_new - 2)
 
 
 def test_no_function_body_fails_coding_only():

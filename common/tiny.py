@@ -2,10 +2,12 @@
 
 One byte-level BPE tokenizer is trained with ``tokenizers`` on a small built-in corpus of
 Python and English; each architecture (the five paper models' and Llama's) gets a two-layer
-model from its transformers config. Everything is built once per test session (a second or
-two) and handed out as :class:`common.models.LoadedModel`.
+model from its transformers config. Everything is built once per process (a second or two)
+and handed out as :class:`common.models.LoadedModel`.
 
-Usable outside pytest too (bench/): ``tiny_model("codegen")``, ``tiny_tokenizer()``.
+For tests, benches and smoke runs of the notebooks: ``tiny_model("codegen")``, or the model
+name ``tiny-<architecture>`` anywhere a model is named (``--model tiny-llama``). Their outputs
+are meaningless: random weights.
 """
 
 from __future__ import annotations
@@ -15,10 +17,6 @@ import functools
 import torch
 
 from common.models import LoadedModel
-
-# Tiny models gain nothing from intra-op threads, and on a shared machine busy threads spin
-# against each other (a 2-core box ran ~10x slower with 2 threads than with 1).
-torch.set_num_threads(1)
 
 ARCHITECTURES = ("codegen", "gpt2", "gptj", "xglm", "gpt_neox", "llama")
 #: Which paper model each tiny architecture stands for.
