@@ -10,7 +10,7 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
 export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup fetch reproduce attention perturbation errors test lint bench
+.PHONY: setup fetch reproduce attention perturbation errors test lint bench methods
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,36 +30,33 @@ reproduce: setup
 		-p DATA_MIRROR "$(DATA_MIRROR)"
 	@echo "Tables and figures in analysis/output/; executed notebook: analysis/reproduce.ipynb"
 
-# Self-attention and gradient methods. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks.
+# One CLI for every method (python -m attention_alignment --help; --list-methods).
+# make attention: the ten self-attention and gradient methods; make perturbation: BERT masking /
+# SHAP. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks.
 # make attention MODEL=codegen LIMIT=50 | MODEL=path/to/model DEVICE=cuda DTYPE=float16 BATCH=8
-ATTENTION_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT)) \
+# make perturbation METHOD=shap_perturbation MODEL=gpt-4-1106-preview NAME=gpt4 MAX_COST_USD=20
+RUN_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(DTYPE),--dtype $(DTYPE)) $(if $(BATCH),--batch-size $(BATCH)) \
-	$(if $(VARIANT),--variant $(VARIANT)) $(if $(METHODS),--methods $(METHODS)) \
-	$(if $(THREADS),--threads $(THREADS)) $(if $(OUTPUT),--output $(OUTPUT))
-attention: setup
-	$(BIN)/python -m common.runner $(ATTENTION_ARGS)
-
-# Perturbation methods (BERT masking, SHAP) for a Hugging Face model or a chat model behind an
-# OpenAI-compatible API. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks, SHAP. BERT masking
-# needs its fill-mask model, bert-base-uncased (from the hub, or FILL_MODEL=<folder>).
-# make perturbation METHOD=shap_perturbation MODEL=gpt-4-1106-preview NAME=gpt4 MAX_COST_USD=20
-METHOD ?= shap_perturbation
-PERTURBATION_ARGS = --method $(METHOD) --model $(or $(MODEL),smollm2) \
-	$(if $(MODEL),,--benchmark mbpp --limit 5) \
+	$(if $(VARIANT),--variant $(VARIANT)) $(if $(DEFINITIONS),--definitions $(DEFINITIONS)) \
+	$(if $(THREADS),--threads $(THREADS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 	$(if $(NAME),--name $(NAME)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
-	$(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(LIMIT),--limit $(LIMIT)) \
-	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(DEVICE),--device $(DEVICE)) \
-	$(if $(DTYPE),--dtype $(DTYPE)) $(if $(BATCH),--batch-size $(BATCH)) \
-	$(if $(FILL_MODEL),--fill-model $(FILL_MODEL)) $(if $(THREADS),--threads $(THREADS))
+	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(FILL_MODEL),--fill-model $(FILL_MODEL))
+attention: setup
+	$(BIN)/python -m attention_alignment $(if $(METHODS),--methods $(METHODS),--family all) $(RUN_ARGS)
+
+METHOD ?= shap_perturbation
 perturbation: setup
-	$(BIN)/python -m perturbation_based.run $(PERTURBATION_ARGS)
+	$(BIN)/python -m attention_alignment --methods $(METHOD) $(RUN_ARGS)
 
 # Error analysis: run generations against the benchmark tests, suggest error patterns.
 ERRORS_ARGS ?=
 errors: setup
 	$(BIN)/python -m analysis.error_analysis $(ERRORS_ARGS)
 	cd analysis && ../$(BIN)/python -m papermill --cwd . error_patterns.ipynb error_patterns.ipynb
+
+methods: setup
+	$(BIN)/python -m attention_alignment --list-methods
 
 test: setup
 	$(BIN)/python -m pytest

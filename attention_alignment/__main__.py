@@ -1,5 +1,3 @@
-import sys
+from .run import main_exit
 
-from .run import main
-
-sys.exit(main())
+main_exit()

@@ -19,6 +19,41 @@ from . import catalogue
 DEFAULT_NEW_TOKENS = 64
 
 
+def run(methods: str | list[str] | None = None, *, family: str | None = None, model="smollm2",
+        benchmark: str = "mbpp", limit: int | None = 5, variant: str = "true",
+        definitions: str = "unified", labels: str = "corrected", output=None, device: str = "cpu",
+        dtype: str | None = None, batch_size: int = 8, threads: int | None = None, cache=None,
+        progress: bool = True, backend_options: dict | None = None, **options):
+    """Run methods over benchmark tasks into result files (the CLI's run, from Python).
+
+    ``methods``: names, or a ``family`` (``all`` = the ten model-internal methods). ``limit``:
+    first n tasks (None: all). ``options``: method options, applied to the methods that have
+    them (e.g. ``nsamples=20``). ``backend_options``: e.g. ``{"base_url": ..., "max_cost_usd":
+    5}`` for a chat model. Returns the run summary (``summary.paths``: method -> result file).
+    """
+    from common import paths
+    from common.generation_cache import DEFAULT_PATH
+
+    from . import run as runner
+
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    chosen = catalogue.select(methods, family, variant)
+    if definitions != "unified":
+        options = {"definitions": definitions, **options}
+    chosen = [m.configure(**{k: v for k, v in options.items() if m.has_option(k)}) for m in chosen]
+    unused = [k for k in options if not any(m.has_option(k) for m in chosen)]
+    if unused:
+        raise ValueError(f"no selected method has the option {', '.join(unused)}")
+    backend = backends.build(model, device=device, dtype=dtype, batch_size=batch_size,
+                             cache_path=cache or DEFAULT_PATH,
+                             attention=any(m.family == "self_attention" for m in chosen),
+                             **(backend_options or {}))
+    tasks = dataset.load(labels).select(benchmark, limit)
+    return runner.run(chosen, backend, tasks, output or paths.RESULT_DIR, progress=progress)
+
+
 def load(path) -> AttributionResult:
     """A result file: ours (``.jsonl``) or a published pickle (``.pkl``)."""
     return AttributionResult.load(path)

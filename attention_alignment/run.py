@@ -107,6 +107,8 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
         progress: bool = True) -> RunSummary:
     """Attribute every task not yet recorded, for every method, appending as each task ends."""
     check_compatible(methods, backend)
+    for m in methods:
+        m.prepare()
     output = Path(output)
     results = {m.name: AttributionResult.open(result_path(output, m.name, backend.name), m.name,
                                               backend.name, _meta(m, backend),
@@ -376,6 +378,11 @@ def _bug(exc: BaseException, stage: str) -> int:
     print(f"error: {type(exc).__name__} while {stage}: {exc} {notes}".rstrip(), file=sys.stderr)
     traceback.print_exception(exc)
     return EXIT_ERROR
+
+
+def main_exit() -> None:
+    """Console-script entry point (``attention-alignment ...``)."""
+    sys.exit(main())
 
 
 def _fail(message: str, code: int, exc: BaseException | None = None) -> int:

@@ -132,6 +132,10 @@ class Method:
         checked when a rerun appends to an existing file."""
         return {"name": self.name, **dataclasses.asdict(self.options)}
 
+    def prepare(self) -> None:
+        """Load what the method needs (e.g. a fill-mask model) before any task runs, so that a
+        missing asset stops the run at once, not in the middle. Default: nothing."""
+
     def attribute(self, task, backend) -> Attribution:
         raise NotImplementedError
 

@@ -177,6 +177,9 @@ class BertMasking(Method):
             self._loaded[key] = BertFiller(o.fill_model, device=o.fill_device, batch_size=o.fill_batch_size)
         return self._loaded[key]
 
+    def prepare(self) -> None:
+        self.filler  # noqa: B018 - loads the fill-mask model now
+
     def settings(self) -> dict:
         given = getattr(self._filler, "name", None) if self._filler is not None else None
         return {**super().settings(), "fill_model": given or self.options.fill_model}

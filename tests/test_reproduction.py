@@ -54,7 +54,7 @@ def test_corrected_labels_raise_precision_and_f1_everywhere(computed):
 def test_vectorised_equals_reference_on_published_files(published, method, model, spaceless):
     from common import fetch
     path = fetch.path_of(f"upstream/experiment_result/{method}_{model}.pkl")
-    res = results.AttentionResult.from_published(path, spaceless)
+    res = results.AttributionResult.from_published(path, spaceless)
     labels = published.spans()
     ref_in = {p: [(tuple(s), v) for s, v in zip(r.spans, r.scores)] for p, r in res.prompts.items()}
     got = score(res.prompts, LabelIndex(labels))
