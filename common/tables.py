@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import dataset, paths, results
+from . import baselines, dataset, paths, results, stats
 from .metrics import KS, LabelIndex, Ranked, Scorer
 
 MODES = ("paper", "corrected")
@@ -59,6 +59,8 @@ class Entry:
     method: str
     model: str
     ranked: Ranked
+    #: score the expected value of a uniformly random top-k over the units (random baseline)
+    expected_random: bool = False
 
 
 def _paper_spaceless(source: str, method: str, model: str) -> bool:
@@ -97,30 +99,67 @@ def labels_of(mode: str, mirror=None) -> tuple[dataset.Dataset, LabelIndex]:
     return ds, LabelIndex(by_prompt)
 
 
+def baseline_entries(ds: dataset.Dataset) -> list[Entry]:
+    """The three baselines of :mod:`common.baselines` as entries of model ``baseline``."""
+    b = baselines
+    return [Entry("baseline", b.RANDOM, b.MODEL, Ranked(b.random_units(ds)), expected_random=True),
+            Entry("baseline", b.FIRST_K, b.MODEL, Ranked(b.first_k(ds))),
+            Entry("baseline", b.RARE_WORDS, b.MODEL, Ranked(b.rare_words(ds)))]
+
+
+METRICS = ("precision", "recall", "f1", "alpha")
+#: columns appended to table2.csv after the original eight
+TABLE2_EXTRA = tuple(f"{m}_{b}" for m in METRICS for b in ("lo", "hi")) + ("n_tasks",)
+#: columns appended to table3.csv after the original five
+TABLE3_EXTRA = ("f1_lo", "f1_hi", "alpha_lo", "alpha_hi", "f1_min", "f1_max", "f1_sd",
+                "alpha_min", "alpha_max", "alpha_sd", "n_models", "n_tasks")
+
+
 @dataclass
 class Tables:
-    table2: pd.DataFrame          # mode, model, method, k, precision, recall, f1, alpha
-    table3: pd.DataFrame          # mode, method, k, f1, alpha (mean over the five open models)
+    table2: pd.DataFrame          # mode, model, method, k, precision, recall, f1, alpha, + TABLE2_EXTRA
+    table3: pd.DataFrame          # mode, method, k, f1, alpha (five-model mean), + TABLE3_EXTRA
     by_benchmark: pd.DataFrame    # mode, benchmark, model, method, k, precision, recall, f1, alpha
     label_coverage: pd.DataFrame  # mode, model, method, k, label, coverage
+    #: (mode, model, method, k) -> per-prompt statistics ``(prompts, 7)`` on the mode's index
+    prompt_stats: dict | None = None
+    #: mode -> the index's prompt texts (the rows of every ``prompt_stats`` array)
+    prompts: dict | None = None
 
 
 def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None,
-            benchmarks: bool = True) -> Tables:
+            benchmarks: bool = True, with_baselines: bool = True,
+            resamples: int = stats.DEFAULT_RESAMPLES, seed: int = stats.DEFAULT_SEED) -> Tables:
+    """Score every entry in every mode (point values exactly as :mod:`common.metrics`), with
+    95% percentile bootstrap intervals over prompts (``resamples`` resamples of the mode's
+    labelled prompts, drawn from ``seed``; the same resamples for every cell, so intervals of
+    one mode are paired) and, with ``with_baselines``, the three baselines as model ``baseline``."""
     ks = tuple(ks)
     rows, bench_rows, cov_rows = [], [], []
+    prompt_stats, prompt_lists = {}, {}
     for mode, mode_entries in entries.items():
         ds, index = labels_of(mode, mirror)
+        prompt_lists[mode] = index.prompts
         bench_prompts = {b: [p for p, t in ds.prompts().items() if t.benchmark == b]
                          for b in dataset.BENCHMARKS}
-        for e in mode_entries:
+        todo = list(mode_entries) + (baseline_entries(ds) if with_baselines else [])
+        for e in todo:
             scorer = Scorer(e.ranked, index)
             for k in ks:
-                s = scorer.score(k)
-                rows.append((mode, e.model, e.method, k, s.precision, s.recall, s.f1, s.alpha))
-                for label, share in scorer.label_coverage(k).items():
-                    cov_rows.append((mode, e.model, e.method, k, label, share))
-            if benchmarks:
+                if e.expected_random:
+                    st = baselines.expected_random_stats(scorer, k)
+                    m = stats.metrics_of(st.sum(axis=0))
+                    point = tuple(float(m[x]) for x in METRICS)
+                else:
+                    s = scorer.score(k)
+                    st = scorer.prompt_stats(k)
+                    point = (s.precision, s.recall, s.f1, s.alpha)
+                prompt_stats[mode, e.model, e.method, k] = st
+                rows.append((mode, e.model, e.method, k, *point))
+                if not e.expected_random:
+                    for label, share in scorer.label_coverage(k).items():
+                        cov_rows.append((mode, e.model, e.method, k, label, share))
+            if benchmarks and not e.expected_random:
                 for b, prompts in bench_prompts.items():
                     sub = Scorer(e.ranked, index, prompts)
                     if sub.n_prompts == 0:
@@ -129,20 +168,85 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                         s = sub.score(k)
                         bench_rows.append((mode, b, e.model, e.method, k, s.precision,
                                            s.recall, s.f1, s.alpha))
-    metrics_cols = ["precision", "recall", "f1", "alpha"]
+    metrics_cols = list(METRICS)
     table2 = pd.DataFrame(rows, columns=["mode", "model", "method", "k", *metrics_cols])
+    boot = _bootstrap_cells(table2, prompt_stats, prompt_lists, resamples, seed)
+    table2 = _with_intervals(table2, boot, prompt_stats)
     by_bench = pd.DataFrame(bench_rows, columns=["mode", "benchmark", "model", "method", "k",
                                                  *metrics_cols])
     coverage = pd.DataFrame(cov_rows, columns=["mode", "model", "method", "k", "label", "coverage"])
-    return Tables(table2, table3_of(table2), by_bench, coverage)
+    return Tables(table2, table3_of(table2, boot), by_bench, coverage, prompt_stats, prompt_lists)
 
 
-def table3_of(table2: pd.DataFrame) -> pd.DataFrame:
-    """Mean F1 and alpha over the five open models, per mode, method and k (paper's Table 3)."""
+def _bootstrap_cells(table2: pd.DataFrame, prompt_stats: dict, prompt_lists: dict,
+                     resamples: int, seed: int) -> dict:
+    """mode -> (cell keys, metric -> ``(B, cells)`` resampled values); empty without
+    resamples."""
+    boot = {}
+    if not resamples:
+        return boot
+    for mode in dict.fromkeys(table2["mode"]):
+        keys = [(mode, m, meth, k) for m, meth, k in
+                table2.loc[table2["mode"] == mode, ["model", "method", "k"]].itertuples(index=False)]
+        weights = stats.bootstrap_weights(len(prompt_lists[mode]), resamples, seed)
+        stacked = np.stack([prompt_stats[key] for key in keys], axis=1)  # (prompts, cells, 7)
+        boot[mode] = (keys, stats.bootstrap_metrics(stacked, weights))
+    return boot
+
+
+def _with_intervals(table2: pd.DataFrame, boot: dict, prompt_stats: dict) -> pd.DataFrame:
+    out = table2.copy()
+    for col in TABLE2_EXTRA:
+        out[col] = np.nan
+    for mode, (_keys, values) in boot.items():
+        at = np.flatnonzero((out["mode"] == mode).to_numpy())
+        for metric in METRICS:
+            lo, hi = stats.interval(values[metric])
+            out.loc[out.index[at], f"{metric}_lo"] = lo
+            out.loc[out.index[at], f"{metric}_hi"] = hi
+    out["n_tasks"] = [int((prompt_stats[key][:, 4] > 0).sum()) for key in
+                      zip(out["mode"], out.model, out.method, out.k)]
+    return out
+
+
+def table3_of(table2: pd.DataFrame, boot: dict | None = None) -> pd.DataFrame:
+    """Mean F1 and alpha over the five open models, per mode, method and k (paper's Table 3).
+
+    Extra columns (:data:`TABLE3_EXTRA`): a paired bootstrap interval of the mean (the same
+    prompt resample for all five models), the spread across the five models, and the
+    baselines (model ``baseline``) as rows of their own after the twelve methods, outside
+    the five-model mean (``n_models`` = 0).
+    """
     five = table2[table2.model.isin(results.PAPER_MODELS)]
-    t3 = (five.groupby(["mode", "method", "k"], sort=False)[["f1", "alpha"]].mean().reset_index())
+    grouped = five.groupby(["mode", "method", "k"], sort=False)
+    t3 = grouped[["f1", "alpha"]].mean().reset_index()
+    spread = grouped[["f1", "alpha"]].agg(["min", "max", "std"])
+    spread.columns = [f"{m}_{'sd' if a == 'std' else a}" for m, a in spread.columns]
+    t3 = t3.merge(spread.reset_index(), on=["mode", "method", "k"], how="left")
+    t3["n_models"] = grouped.size().to_numpy()
+    t3["n_tasks"] = grouped["n_tasks"].max().to_numpy() if "n_tasks" in five else np.nan
     order = {m: i for i, m in enumerate(results.PAPER_METHODS)}
     t3 = t3[t3.method.isin(order)]
+    base = table2[table2.model == baselines.MODEL]
+    if len(base):
+        b = base[["mode", "method", "k", "f1", "alpha"]].copy()
+        b["n_models"] = 0
+        b["n_tasks"] = base["n_tasks"].to_numpy() if "n_tasks" in base else np.nan
+        t3 = pd.concat([t3, b], ignore_index=True)
+        order.update({m: len(order) + i for i, m in enumerate(baselines.METHODS)})
+    for col in ("f1_lo", "f1_hi", "alpha_lo", "alpha_hi"):
+        t3[col] = np.nan
+    for mode, (keys, values) in (boot or {}).items():
+        pos = {key: i for i, key in enumerate(keys)}
+        for i in np.flatnonzero((t3["mode"] == mode).to_numpy()):
+            method, k = t3.method.iat[i], t3.k.iat[i]
+            models = results.PAPER_MODELS if t3.n_models.iat[i] else (baselines.MODEL,)
+            cols = [pos[mode, m, method, k] for m in models if (mode, m, method, k) in pos]
+            for metric in ("f1", "alpha"):
+                lo, hi = stats.interval(values[metric][:, cols].mean(axis=1))
+                t3.iat[i, t3.columns.get_loc(f"{metric}_lo")] = lo
+                t3.iat[i, t3.columns.get_loc(f"{metric}_hi")] = hi
+    t3 = t3[["mode", "method", "k", "f1", "alpha", *TABLE3_EXTRA]]
     return t3.sort_values(["mode", "method", "k"], key=lambda c: c.map(order) if c.name == "method"
                           else c, kind="stable").reset_index(drop=True)
 
