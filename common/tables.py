@@ -13,7 +13,7 @@ way in both modes; only the labels differ.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +125,8 @@ class Tables:
     prompt_stats: dict | None = None
     #: mode -> the index's prompt texts (the rows of every ``prompt_stats`` array)
     prompts: dict | None = None
+    #: :func:`findings_tests` (``findings.csv``), when computed
+    findings: pd.DataFrame | None = None
 
 
 def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None,
@@ -287,7 +289,8 @@ def write(tables: Tables, output_dir: str | os.PathLike = paths.ANALYSIS_OUTPUT_
     written = []
     for name, frame in [("table2", tables.table2), ("table3", tables.table3),
                         ("table2_by_benchmark", tables.by_benchmark),
-                        ("label_coverage", tables.label_coverage)]:
+                        ("label_coverage", tables.label_coverage),
+                        *([("findings", tables.findings)] if tables.findings is not None else [])]:
         path = output_dir / f"{name}.csv"
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.17g")
@@ -302,6 +305,7 @@ def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
 
     fetch.fetch(mirror=mirror, progress=False)
     tables = compute(load_entries(result_dir), mirror=mirror)
+    tables.findings = findings_tests(tables)
     write(tables, output_dir)
     if figures:
         from . import plotting
@@ -331,6 +335,98 @@ def family_means(table3: pd.DataFrame, mode: str, k: int) -> dict[str, float]:
     return {f: float(np.mean([t[m] for m in ms if m in t.index])) for f, ms in fam.items()}
 
 
+CODING_READING_PAIRS = (("coding_first", "reading_first"), ("coding_last", "reading_last"),
+                        ("coding_all", "reading_all"), ("saliency_coding", "saliency_reading"),
+                        ("inputxgradient_coding", "inputxgradient_reading"))
+CLAIMS = ("bert_best", "gradient_over_self_attention", "coding_over_reading")
+FINDINGS_COLUMNS = ("mode", "k", "metric", "claim", "comparison", "effect", "effect_lo",
+                    "effect_hi", "p", "p_holm", "holds", "models_agree", "n_models", "n_tasks")
+
+
+def _claim_design(claim: str, values: pd.Series) -> tuple[list[str], list[list[int]], Callable]:
+    """Methods, exchangeable blocks and effect (metric values ``(R, methods, models)`` ->
+    ``(R, models)``, averaged over models by the caller) of one finding."""
+    if claim == "bert_best":
+        others = values.drop("bert_perturbation")
+        methods = ["bert_perturbation", str(others.idxmax())]  # against the strongest other
+        return methods, [[0, 1]], lambda v: v[:, 0] - v[:, 1]
+    if claim == "gradient_over_self_attention":
+        methods = list(results.GRADIENT_METHODS) + list(results.SELF_ATTENTION_METHODS)
+        g = len(results.GRADIENT_METHODS)
+        return methods, [list(range(len(methods)))], \
+            lambda v: v[:, :g].mean(axis=1) - v[:, g:].mean(axis=1)
+    if claim == "coding_over_reading":
+        n = len(CODING_READING_PAIRS)
+        methods = [c for c, _ in CODING_READING_PAIRS] + [r for _, r in CODING_READING_PAIRS]
+        return methods, [[i, i + n] for i in range(n)], \
+            lambda v: v[:, :n].mean(axis=1) - v[:, n:].mean(axis=1)
+    raise ValueError(f"unknown claim {claim!r}")
+
+
+def _comparison(claim: str, methods: list[str]) -> str:
+    if claim == "bert_best":
+        return f"{methods[0]} - {methods[1]}"
+    if claim == "gradient_over_self_attention":
+        return "mean(4 gradient) - mean(6 self-attention)"
+    return "mean(5 coding) - mean(5 reading twins)"
+
+
+def findings_tests(t: Tables, ks: Iterable[int] = KS, resamples: int = 2000,
+                   permutations: int = 2000, seed: int = stats.DEFAULT_SEED) -> pd.DataFrame:
+    """Every claim of :func:`findings` as a paired test over prompts, per mode, k and metric.
+
+    ``effect`` is the claim's difference of five-model means (positive = the paper's claim
+    holds); ``effect_lo``/``effect_hi`` a 95% paired bootstrap interval (one prompt resample
+    for every method and model); ``p`` a two-sided paired permutation test (method labels
+    exchanged inside each prompt: BERT masking against the strongest other method; within
+    each reading/coding pair; across all ten gradient and self-attention methods), with the
+    same permuted labels for all five models; ``p_holm`` Holm-adjusted across the rows of a
+    mode (3 claims x k x 2 metrics); ``models_agree``: models whose own effect is positive.
+    ``holds``: effect > 0 and p_holm < 0.05.
+    """
+    if not t.prompt_stats:
+        raise ValueError("findings_tests needs tables computed with per-prompt statistics")
+    rows = []
+    models = list(results.PAPER_MODELS)
+    for mode in dict.fromkeys(t.table3["mode"]):
+        t3 = t.table3[(t.table3["mode"] == mode) & (t.table3.n_models == len(models))]
+        weights = stats.bootstrap_weights(len(t.prompts[mode]), resamples, seed)
+        first = len(rows)
+        for k in ks:
+            tk = t3[t3.k == k].set_index("method")
+            for claim in CLAIMS:
+                designs: dict[tuple, list[str]] = {}  # methods -> metrics sharing that design
+                for metric in ("f1", "alpha"):
+                    design = _claim_design(claim, tk[metric])
+                    designs.setdefault(tuple(design[0]), []).append(metric)
+                for methods, metrics in designs.items():
+                    _, blocks, contrast = _claim_design(claim, tk[metrics[0]])
+                    st = np.stack([np.stack([t.prompt_stats[mode, m, meth, k] for m in models],
+                                            axis=1) for meth in methods])  # (meth, prompts, models, 7)
+
+                    def effect(values, contrast=contrast, metrics=metrics):
+                        return np.stack([contrast(values[x]).mean(axis=-1) for x in metrics], axis=-1)
+
+                    observed, p = stats.permutation_test(st, effect, blocks, permutations, seed)
+                    boot = stats.bootstrap_metrics(np.moveaxis(st, 1, 0), weights)
+                    lo, hi = stats.interval(effect(boot))
+                    point = stats.metrics_of(st.sum(axis=1))
+                    for j, metric in enumerate(metrics):
+                        per_model = contrast(point[metric][None])[0]
+                        rows.append({"mode": mode, "k": k, "metric": metric, "claim": claim,
+                                     "comparison": _comparison(claim, list(methods)),
+                                     "effect": float(observed[j]), "effect_lo": float(lo[j]),
+                                     "effect_hi": float(hi[j]), "p": float(p[j]),
+                                     "models_agree": int((per_model > 0).sum()),
+                                     "n_models": len(models),
+                                     "n_tasks": int((st[..., 4].sum(axis=(0, 2)) > 0).sum())})
+        adjusted = stats.holm([r["p"] for r in rows[first:]])
+        for r, p in zip(rows[first:], adjusted):
+            r["p_holm"] = float(p)
+            r["holds"] = bool(r["effect"] > 0 and p < 0.05)
+    return pd.DataFrame(rows, columns=list(FINDINGS_COLUMNS))
+
+
 def findings(table3: pd.DataFrame) -> pd.DataFrame:
     """The paper's three comparative findings, checked per mode and k on mean F1 and alpha.
 
@@ -344,6 +440,8 @@ def findings(table3: pd.DataFrame) -> pd.DataFrame:
              ("coding_all", "reading_all"), ("saliency_coding", "saliency_reading"),
              ("inputxgradient_coding", "inputxgradient_reading")]
     rows = []
+    if "n_models" in table3:  # baselines stand outside the comparisons
+        table3 = table3[table3.n_models > 0]
     for (mode, k), t in table3.groupby(["mode", "k"], sort=False):
         t = t.set_index("method")
         for metric in ("f1", "alpha"):
