@@ -171,6 +171,27 @@ def auc(score: np.ndarray, passed: np.ndarray) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def _rowwise_r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair (NaN where a row is constant)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (xc * yc).sum(axis=1) / den, np.nan)
+
+
+def _rowwise_auc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC of each row (NaN where a row has one class only)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(x, axis=1)
+    pos = y.sum(axis=1)
+    neg = y.shape[1] - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = (ranks * y).sum(axis=1) - pos * (pos + 1) / 2
+        return np.where((pos > 0) & (neg > 0), u / (pos * neg), np.nan)
+
+
 def by_stratum(score: np.ndarray, passed: np.ndarray, stratum: np.ndarray,
                resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
                level: float = LEVEL) -> pd.DataFrame:
@@ -188,10 +209,8 @@ def by_stratum(score: np.ndarray, passed: np.ndarray, stratum: np.ndarray,
         x, y = score[stratum == s], passed[stratum == s]
         rng = np.random.default_rng(seed + i)
         idx = rng.integers(0, len(x), size=(resamples, len(x)))
-        r_b = np.array([point_biserial(x[j], y[j]) for j in idx])
-        auc_b = np.array([auc(x[j], y[j]) for j in idx])
-        r_lo, r_hi = interval(r_b, level)
-        a_lo, a_hi = interval(auc_b, level)
+        r_lo, r_hi = interval(_rowwise_r(x[idx], y[idx].astype(np.float64)), level)
+        a_lo, a_hi = interval(_rowwise_auc(x[idx], y[idx].astype(np.float64)), level)
         rows.append({"stratum": s, "n_tasks": len(x), "pass_rate": float(y.mean()),
                      "mean_score": float(x.mean()), "r_pb": point_biserial(x, y),
                      "r_pb_lo": float(r_lo), "r_pb_hi": float(r_hi), "auc": auc(x, y),

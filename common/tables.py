@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +127,8 @@ class Tables:
     prompts: dict | None = None
     #: :func:`findings_tests` (``findings.csv``), when computed
     findings: pd.DataFrame | None = None
+    #: further tables written as ``<name>.csv`` (label corrections, accuracy vs alignment)
+    extra: dict = field(default_factory=dict)
 
 
 def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None,
@@ -290,7 +292,8 @@ def write(tables: Tables, output_dir: str | os.PathLike = paths.ANALYSIS_OUTPUT_
     for name, frame in [("table2", tables.table2), ("table3", tables.table3),
                         ("table2_by_benchmark", tables.by_benchmark),
                         ("label_coverage", tables.label_coverage),
-                        *([("findings", tables.findings)] if tables.findings is not None else [])]:
+                        *([("findings", tables.findings)] if tables.findings is not None else []),
+                        *tables.extra.items()]:
         path = output_dir / f"{name}.csv"
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.17g")
@@ -304,13 +307,105 @@ def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
     from . import fetch
 
     fetch.fetch(mirror=mirror, progress=False)
-    tables = compute(load_entries(result_dir), mirror=mirror)
+    entries = load_entries(result_dir)
+    tables = compute(entries, mirror=mirror)
     tables.findings = findings_tests(tables)
+    ds, _ = labels_of("corrected", mirror)
+    tables.extra["label_corrections"] = corrections_frame(ds)
+    if "corrected" in entries:
+        tables.extra["label_correction_effects"] = correction_effects(entries["corrected"], mirror)
+    outcomes = paths.OTHER_DATA_DIR / "execution_outcomes.csv"
+    if outcomes.is_file():
+        tables.extra["accuracy_alignment"] = accuracy_alignment(tables, load_outcomes(outcomes),
+                                                                mirror=mirror)
     write(tables, output_dir)
     if figures:
         from . import plotting
         plotting.all_figures(tables, output_dir)
     return tables
+
+
+def corrections_frame(ds: dataset.Dataset) -> pd.DataFrame:
+    """Every correction of the corrected labels: file, row, task, word, span before/after, why."""
+    cols = ["file", "row", "task_id", "word", "before", "after", "kind", "why"]
+    return pd.DataFrame([[getattr(c, f) for f in cols] for c in ds.corrections], columns=cols)
+
+
+def correction_effects(corrected_entries: list[Entry], mirror=None, ks: Iterable[int] = KS,
+                       ) -> pd.DataFrame:
+    """What each correction kind moves in Table 3 (corrected mode, five-model mean): the full
+    corrected value minus the value with that one kind left out, per method and k."""
+    five = [e for e in corrected_entries if e.model in results.PAPER_MODELS
+            and e.method in results.PAPER_METHODS]
+
+    def table(without: tuple[str, ...]) -> pd.DataFrame:
+        ds = dataset.load("corrected", mirror, without)
+        index = LabelIndex({p: list(t.keywords) for p, t in ds.prompts().items()})
+        rows = []
+        for e in five:
+            scorer = Scorer(e.ranked, index)
+            for k in ks:
+                s = scorer.score(k)
+                rows.append((e.method, k, s.f1, s.alpha))
+        df = pd.DataFrame(rows, columns=["method", "k", "f1", "alpha"])
+        return df.groupby(["method", "k"], sort=False).mean()
+
+    full = table(())
+    n_rows = pd.Series([c.kind for c in dataset.load("corrected", mirror).corrections]).value_counts()
+    out = []
+    for kind in dataset.CORRECTION_KINDS:
+        delta = full - table((kind,))
+        for (method, k), row in delta.iterrows():
+            out.append({"kind": kind, "rows": int(n_rows.get(kind, 0)), "method": method, "k": k,
+                        "f1_delta": row.f1, "alpha_delta": row.alpha})
+    return pd.DataFrame(out)
+
+
+def load_outcomes(path: str | os.PathLike) -> pd.DataFrame:
+    """The error analysis's execution outcomes (model, benchmark, task_id, status, ...)."""
+    df = pd.read_csv(path)
+    missing = {"model", "benchmark", "task_id", "status"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return df
+
+
+def per_task_scores(t: Tables, mode: str, model: str, method: str, k: int,
+                    ds: dataset.Dataset) -> pd.DataFrame:
+    """task_id, benchmark, F1@k of one result per task (a prompt text shared by two task ids
+    counts for both); tasks without scored units are left out."""
+    st = t.prompt_stats[mode, model, method, k]
+    f1 = stats.metrics_of(st)["f1"]
+    row = {p: i for i, p in enumerate(t.prompts[mode])}
+    out = [(task.task_id, task.benchmark, f1[row[task.prompt]]) for task in ds.tasks
+           if task.prompt in row and st[row[task.prompt], 4] > 0]
+    return pd.DataFrame(out, columns=["task_id", "benchmark", "f1"])
+
+
+def accuracy_alignment(t: Tables, outcomes: pd.DataFrame, ks: Iterable[int] = KS,
+                       resamples: int = stats.DEFAULT_RESAMPLES,
+                       seed: int = stats.DEFAULT_SEED, mirror=None) -> pd.DataFrame:
+    """Does a generation that passes its tests come with higher alignment? Per mode, model
+    (those with execution outcomes), method and k: point-biserial r and AUC of per-task F1@k
+    against pass/fail, per benchmark (never pooled), with bootstrap intervals
+    (:func:`common.stats.by_stratum`). ``status`` other than ``passed`` counts as a failure."""
+    rows = []
+    for mode in t.prompts:
+        ds, _ = labels_of(mode, mirror)
+        keys = sorted({(m, meth) for (md, m, meth, _) in t.prompt_stats if md == mode
+                       and m in set(outcomes.model)})
+        for model, method in keys:
+            out = outcomes[outcomes.model == model].drop_duplicates("task_id").set_index("task_id")
+            for k in ks:
+                scores = per_task_scores(t, mode, model, method, k, ds)
+                scores = scores[scores.task_id.isin(out.index)]
+                passed = (out.loc[scores.task_id, "status"] == "passed").to_numpy()
+                res = stats.by_stratum(scores.f1.to_numpy(), passed, scores.benchmark.to_numpy(),
+                                       resamples, seed)
+                for r in res.to_dict("records"):
+                    rows.append({"mode": mode, "model": model, "method": method, "k": k,
+                                 "benchmark": r.pop("stratum"), **r})
+    return pd.DataFrame(rows)
 
 
 def summary_deltas(table3: pd.DataFrame) -> pd.DataFrame:
