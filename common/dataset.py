@@ -245,7 +245,7 @@ def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Cor
         if exclusive:
             b += 1  # the CSV's MBPP ends are inclusive
             fix(r, f"({a}, {b - 1})", f"({a}, {b})", "end_exclusive",
-                "the CSV's MBPP ends are inclusive; spans are half-open")
+                "inclusive end")
         _check_span(r.prompt, a, b, r.file, r.row)
         word = r.word
         if r.label not in LABELS:
