@@ -417,7 +417,7 @@ def summary_deltas(table3: pd.DataFrame) -> pd.DataFrame:
     })
     out["f1_delta"] = out.f1_corrected - out.f1_paper
     out["alpha_delta"] = out.alpha_corrected - out.alpha_paper
-    order = {m: i for i, m in enumerate(results.PAPER_METHODS)}
+    order = {m: i for i, m in enumerate(results.PAPER_METHODS + baselines.METHODS)}
     return out.reset_index().sort_values(["method", "k"], key=lambda c: c.map(order)
                                          if c.name == "method" else c).reset_index(drop=True)
 
