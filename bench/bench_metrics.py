@@ -4,6 +4,11 @@ modes) once results are loaded: the vectorised scorer against the per-prompt ref
     python bench/bench_metrics.py            # both, the reference over every cell (~1 min)
     python bench/bench_metrics.py --quick    # the reference on every 10th cell, extrapolated
 
+Then the whole table with 95% bootstrap intervals (``tables.compute``: table2 + table3, both
+modes, baselines, ``--resamples`` resamples; target < 30 s on one core) and the paired tests
+of the findings (``tables.findings_tests``). Run with one BLAS thread for one-core figures:
+``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_metrics.py --quick``.
+
 Figures are printed, not asserted; the ratio is measured in one run on one machine.
 """
 
@@ -25,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     mirror = os.environ.get("DATA_MIRROR") or None
     fetch.fetch(mirror=mirror, progress=False)
@@ -74,6 +80,21 @@ def main() -> None:
     print(f"per-prompt reference: {ref_full:.1f} s"
           + (f" (extrapolated from {done} cells)" if args.quick else ""))
     print(f"speed-up: {ref_full / best:.0f}x")
+
+    t0 = time.perf_counter()
+    tabs = tables.compute(entries, mirror=mirror, benchmarks=False, with_baselines=False, resamples=0)
+    plain_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tabs = tables.compute(entries, mirror=mirror, benchmarks=False, resamples=args.resamples)
+    boot_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found = tables.findings_tests(tabs)
+    findings_s = time.perf_counter() - t0
+    print(f"table2 + table3, both modes, no intervals, no baselines: {plain_s:.2f} s")
+    print(f"table2 + table3 with {args.resamples} bootstrap resamples per cell and the three "
+          f"baselines ({len(tabs.table2)} cells): {boot_s:.2f} s (target < 30 s)")
+    print(f"findings: paired permutation tests + bootstrap intervals, "
+          f"{len(found)} rows: {findings_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,22 @@
     the CSV's inclusive ends as if exclusive, so each is one character short ("Write" -> (0, 4)).
     Label types are joined from the CSVs; the two stray ``Type2`` rows stay as ``type2``.
 ``corrected``
-    From the CSVs: MBPP ends made exclusive, the six HumanEval words lost as empty strings
-    restored to ``None``, the ``Type2`` rows reported and dropped. Every span's text equals its
-    word (checked at load).
+    From the CSVs, with every correction recorded (:class:`Correction`, one per row touched;
+    ``analysis/output/label_corrections.csv``), by kind (:data:`CORRECTION_KINDS`):
+
+    * ``end_exclusive``: MBPP ends made exclusive (the CSV's MBPP ends are inclusive);
+    * ``none_restored``: the six HumanEval words lost as empty strings restored to ``None``;
+    * ``type2_dropped``: the two stray ``Type2`` rows dropped;
+    * ``inside_word_moved``: 97 MBPP labels that the labelling tool located inside another word
+      ("n" in "python", "in" in "find") moved to the first whole-word occurrence after it;
+    * ``duplicate_merged``: a keyword (same word, span and type) listed twice for one prompt
+      text is kept once. This merges the 24 spans repeated because four MBPP texts belong to
+      two task ids each (both ids' rows carry the same labels; the prompt is scored once);
+    * ``restored_from_pickle``: mbpp/274 has no label rows in the CSV; its seven spans come
+      from the published ``gradient_based/dataset.pkl`` (already exclusive; type ``unknown``).
+
+    Every span's text equals its word (checked at load). ``load(..., without=kinds)`` leaves
+    kinds out (to measure what each one moves; ``end_exclusive`` off keeps the CSV spans).
 
 Prompts are keyed by their text, as in every published file: 164 HumanEval and 970 distinct
 MBPP texts (974 MBPP tasks; four texts belong to two task ids each).
@@ -90,11 +103,32 @@ class LabelIssue:
         return f"{self.file}, row {self.row}: {self.message}"
 
 
+CORRECTION_KINDS = ("end_exclusive", "none_restored", "type2_dropped", "inside_word_moved",
+                    "duplicate_merged", "restored_from_pickle")
+#: the task whose labels are missing from the CSV (restored from the published pickle)
+MISSING_LABELS = {"mbpp/274": (MBPP_CSV, PUBLISHED_SPANS)}
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One change the corrected labels make to one row of a label file."""
+
+    file: str
+    row: int
+    task_id: str
+    word: str
+    before: str   # "(start, end)" as read (empty: no row), half-open unless the kind says
+    after: str    # "(start, end)" half-open (empty: dropped)
+    kind: str
+    why: str
+
+
 @dataclass
 class Dataset:
     labels: str
     tasks: list[Task]
     issues: list[LabelIssue] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
 
     def prompts(self) -> dict[str, Task]:
         """Distinct prompt texts -> the first task carrying that text (1,134 in the study)."""
@@ -186,31 +220,95 @@ def _label_rows(he_csv: Path, mbpp_csv: Path) -> tuple[list[_Row], dict[str, tup
     return rows, prompts
 
 
-def _corrected(rows: list[_Row], issues: list[LabelIssue]) -> dict[str, list[Keyword]]:
+_INSIDE = re.compile(r"\w")
+
+
+def _inside_word(prompt: str, a: int, b: int) -> bool:
+    """Does the span start or end in the middle of a word?"""
+    def wordy(i: int) -> bool:
+        return 0 <= i < len(prompt) and bool(_INSIDE.match(prompt[i]))
+
+    return a < b and ((wordy(a - 1) and wordy(a)) or (wordy(b) and wordy(b - 1)))
+
+
+def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Correction] | None = None,
+               without: frozenset[str] = frozenset()) -> dict[str, list[Keyword]]:
+    corrections = [] if corrections is None else corrections
+
+    def fix(r: _Row, before, after, kind: str, why: str) -> None:
+        corrections.append(Correction(r.file, r.row, r.task_id, r.word, before, after, kind, why))
+
     out: dict[str, list[Keyword]] = defaultdict(list)
     for r in rows:
         a, b = r.span
-        if r.benchmark == "mbpp":
+        exclusive = r.benchmark == "mbpp" and "end_exclusive" not in without
+        if exclusive:
             b += 1  # the CSV's MBPP ends are inclusive
+            fix(r, f"({a}, {b - 1})", f"({a}, {b})", "end_exclusive",
+                "inclusive end")
         _check_span(r.prompt, a, b, r.file, r.row)
         word = r.word
         if r.label not in LABELS:
-            if r.label == "type2":
+            if r.label == "type2" and "type2_dropped" not in without:
                 issues.append(LabelIssue(r.file, r.row, f"stray label 'Type2' on {word!r}: dropped"))
+                fix(r, f"({a}, {b})", "", "type2_dropped", "stray label type 'Type2'")
                 continue
-            raise DatasetError(f"{r.file}, row {r.row}: unknown label {r.label!r}")
-        if word == "" and r.prompt[a:b] == "None":
+            if r.label != "type2":
+                raise DatasetError(f"{r.file}, row {r.row}: unknown label {r.label!r}")
+        if word == "" and r.prompt[a:b] == "None" and "none_restored" not in without:
             issues.append(LabelIssue(r.file, r.row, "empty word restored to 'None'"))
+            fix(r, f"({a}, {b})", f"({a}, {b})", "none_restored",
+                "the word 'None' was stored as an empty string")
             word = "None"
-        if r.prompt[a:b] != word:
+        if (r.benchmark == "mbpp" and "end_exclusive" in without) or (word == "" and r.prompt[a:b] == "None"):
+            pass  # left uncorrected on purpose (``without``): the text check cannot hold
+        elif r.prompt[a:b] != word:
             raise DatasetError(f"{r.file}, row {r.row}: span ({a}, {b}) reads "
                                f"{r.prompt[a:b]!r}, not the labelled word {word!r}")
+        elif (r.benchmark == "mbpp" and "inside_word_moved" not in without and word
+              and _inside_word(r.prompt, a, b)):
+            m = re.compile(rf"(?<!\w){re.escape(word)}(?!\w)").search(r.prompt, a)
+            if m is not None:
+                issues.append(LabelIssue(r.file, r.row, f"{word!r} at ({a}, {b}) lies inside a "
+                                         f"word: moved to {m.span()}"))
+                fix(r, f"({a}, {b})", f"({m.start()}, {m.end()})", "inside_word_moved",
+                    f"located inside {_word_at(r.prompt, a)!r}; the whole word follows")
+                a, b = m.span()
         kw = Keyword(word, a, b, r.label)
-        if kw in out[r.prompt]:
+        if kw in out[r.prompt] and "duplicate_merged" not in without:
             issues.append(LabelIssue(r.file, r.row, f"duplicate keyword {word!r} {kw.span}: merged"))
+            fix(r, f"({a}, {b})", "", "duplicate_merged",
+                "the same keyword is already labelled in this prompt text (kept once)")
             continue
         out[r.prompt].append(kw)
     return out
+
+
+def _word_at(prompt: str, i: int) -> str:
+    a = b = i
+    while a > 0 and _INSIDE.match(prompt[a - 1]):
+        a -= 1
+    while b < len(prompt) and _INSIDE.match(prompt[b]):
+        b += 1
+    return prompt[a:b]
+
+
+def _restore_missing(keywords: dict[str, list[Keyword]], prompts: dict[str, tuple[str, str]],
+                     spans_pkl: Path, corrections: list[Correction]) -> None:
+    """Labels of tasks with no CSV rows (mbpp/274) from the published pickle."""
+    published = safe_pickle.load(spans_pkl)
+    for prompt, (_, task_id) in prompts.items():
+        if task_id not in MISSING_LABELS or keywords.get(prompt):
+            continue
+        spans = published.get(prompt) if isinstance(published, dict) else None
+        if not spans:
+            raise DatasetError(f"{spans_pkl.name}: no spans for {task_id}, which has no label rows")
+        for n, (a, b) in enumerate(spans, 1):
+            _check_span(prompt, a, b, spans_pkl.name, n)
+            keywords.setdefault(prompt, []).append(Keyword(prompt[a:b], a, b, "unknown"))
+            corrections.append(Correction(spans_pkl.name, n, task_id, prompt[a:b], "", f"({a}, {b})",
+                                          "restored_from_pickle",
+                                          "no label rows in the CSV; the published pickle holds them"))
 
 
 def _published(rows: list[_Row], spans_pkl: Path, prompts: dict[str, tuple[str, str]],
@@ -268,21 +366,30 @@ def _mbpp_entry_point(problem: dict) -> str | None:
     return None
 
 
-def load(labels: str = "corrected", mirror: str | os.PathLike | None = None) -> Dataset:
-    """Load all 1,138 tasks with the given label version (fetching data files if needed)."""
-    return _load(labels, str(mirror) if mirror else os.environ.get(fetch.MIRROR_ENV, ""))
+def load(labels: str = "corrected", mirror: str | os.PathLike | None = None,
+         without: tuple[str, ...] = ()) -> Dataset:
+    """Load all 1,138 tasks with the given label version (fetching data files if needed);
+    ``without``: correction kinds to leave out of the corrected version."""
+    return _load(labels, str(mirror) if mirror else os.environ.get(fetch.MIRROR_ENV, ""),
+                 tuple(sorted(set(without))))
 
 
 @cache
-def _load(labels: str, mirror: str) -> Dataset:
+def _load(labels: str, mirror: str, without: tuple[str, ...] = ()) -> Dataset:
     if labels not in LABEL_VERSIONS:
         raise ValueError(f"labels must be one of {LABEL_VERSIONS}, not {labels!r}")
+    unknown = set(without) - set(CORRECTION_KINDS)
+    if unknown:
+        raise ValueError(f"without: unknown correction kinds {sorted(unknown)}")
     files = fetch.fetch([HUMANEVAL_CSV, MBPP_CSV, PUBLISHED_SPANS, MBPP_JSONL],
                         mirror=mirror or None, progress=False)
     rows, prompts = _label_rows(files[HUMANEVAL_CSV], files[MBPP_CSV])
     issues: list[LabelIssue] = []
+    corrections: list[Correction] = []
     if labels == "corrected":
-        keywords = _corrected(rows, issues)
+        keywords = _corrected(rows, issues, corrections, frozenset(without))
+        if "restored_from_pickle" not in without:
+            _restore_missing(keywords, prompts, files[PUBLISHED_SPANS], corrections)
     else:
         keywords = _published(rows, files[PUBLISHED_SPANS], prompts)
     he = _humaneval_problems()
@@ -309,4 +416,4 @@ def _load(labels: str, mirror: str) -> Dataset:
             test = "\n".join([p.get("test_setup_code", ""), *test_list]) + "\n"
         tasks.append(Task(r.benchmark, r.task_id, r.prompt, scored_region(r.benchmark, r.prompt),
                           tuple(keywords.get(r.prompt, ())), ref, test, entry, test_list))
-    return Dataset(labels, tasks, issues)
+    return Dataset(labels, tasks, issues, corrections)

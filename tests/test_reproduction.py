@@ -28,13 +28,16 @@ def test_table3_paper_mode_equals_the_published_table(computed):
 @pytest.mark.slow
 def test_table2_shape_and_columns(computed):
     t2 = computed.table2
-    assert list(t2.columns) == ["mode", "model", "method", "k", "precision", "recall", "f1", "alpha"]
-    # 5 open models x 12 methods + GPT-4 x 2 methods, 3 k, 2 modes
-    assert len(t2) == (5 * 12 + 2) * 3 * 2
+    assert list(t2.columns) == ["mode", "model", "method", "k", "precision", "recall", "f1", "alpha",
+                                *tables.TABLE2_EXTRA]
+    # 5 open models x 12 methods + GPT-4 x 2 methods, 3 k, 2 modes; then 3 baselines
+    assert len(t2[t2.model != "baseline"]) == (5 * 12 + 2) * 3 * 2
+    assert len(t2[t2.model == "baseline"]) == 3 * 3 * 2
     assert set(t2["mode"]) == {"paper", "corrected"}
     t3 = computed.table3
-    assert list(t3.columns) == ["mode", "method", "k", "f1", "alpha"]
-    assert len(t3) == 12 * 3 * 2
+    assert list(t3.columns) == ["mode", "method", "k", "f1", "alpha", *tables.TABLE3_EXTRA]
+    assert len(t3[t3.n_models == 5]) == 12 * 3 * 2
+    assert len(t3[t3.n_models == 0]) == 3 * 3 * 2
 
 
 @pytest.mark.slow
