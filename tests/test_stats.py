@@ -272,7 +272,7 @@ def small_entries(mirror):
         es = []
         for method, model in [("saliency_coding", "codegen"), ("bert_perturbation", "gpt4")]:
             path = fetch.path_of(f"upstream/experiment_result/{method}_{model}.pkl", mirror=mirror)
-            res = results.AttentionResult.from_published(path, False, method, model)
+            res = results.AttributionResult.from_published(path, False, method, model)
             es.append(tables.Entry("published", method, model, Ranked(res.prompts)))
         out[mode] = es
     return out

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         if a.shap_limit and runner.main(common + ["--methods", "shap_perturbation",
                                                   "--limit", str(a.shap_limit)]) != 0:
             return 1
-        for _, method, model, path in discover(out, out / "none"):
+        for *_, path in discover(out, out / "none"):
             frame = AttributionResult.load(path).score()
             frame["definitions"] = definitions
             rows.append(frame)

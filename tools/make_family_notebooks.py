@@ -40,13 +40,13 @@ FAMILIES = {
              "(`OPENAI_API_KEY` holds the key). `METHODS = \"bert_perturbation\"` needs "
              "`bert-base-uncased` (from the hub, or `OPTIONS = {\"fill_model\": \"<folder>\"}`).",
         selection='FAMILY = None\nMETHODS = "shap_perturbation"', show="shap_perturbation",
-        extra="OPTIONS = {}  # method options, e.g. {\"nsamples\": 50, \"fill_model\": \"bert-base-uncased\"}\n"
-              "BACKEND_OPTIONS = {}  # e.g. {\"base_url\": \"http://127.0.0.1:8000/v1\", \"max_cost_usd\": 5}\n"),
+        extra="OPTIONS = {}  # method options, e.g. {\"nsamples\": 50, \"fill_model\": \"<folder>\"}\n"
+              "BACKEND_OPTIONS = {}  # e.g. {\"base_url\": \"http://127.0.0.1:8000/v1\"}\n"),
 }
 
 PARAMETERS = """# Parameters (papermill): see the first cell
 {selection}
-MODEL = "smollm2"  # a short name (smollm2, codegen, codeparrot, gptj, incoder, polycoder), a folder or a hub id
+MODEL = "smollm2"  # smollm2, codegen, codeparrot, gptj, incoder, polycoder, a folder or a hub id
 BENCHMARK = "mbpp"  # all | humaneval | mbpp
 LIMIT = 2  # first n tasks (None: all)
 DEFINITIONS = "unified"  # unified | paper (common/code_units.py)
