@@ -69,17 +69,20 @@ def tokenizer_budget(tokenizer) -> Callable[[str], int]:
 
 
 class CompletionsBackend(ApiBackend):
-    """``generate(prompts, reference)`` -> the server's greedy continuation of each prompt."""
+    """``generate(prompts, reference)`` -> the server's greedy continuation of each prompt.
+
+    ``batch_size``: prompts per request; ``batching=False`` sends one per request. Other keyword
+    arguments are :class:`~common.api_backend.ApiBackend`'s: ``max_cost_usd``, ``prices_per_1k``,
+    ``concurrency`` (4), ``max_retries`` (6), ``timeout`` (120 s), ``backoff_base``,
+    ``backoff_max``, ``client``.
+    """
 
     Error = CompletionsError
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  cache: GenerationCache | None = None, *, max_tokens: int | None = None,
                  budget: Callable[[str], int] | None = None, tokenizer=None,
-                 temperature: float = 0.0, batch_size: int = 16, batching: bool = True,
-                 max_cost_usd: float | None = None, prices_per_1k: tuple[float, float] | None = None,
-                 concurrency: int = 4, max_retries: int = 6, timeout: float = 120.0,
-                 backoff_base: float = 1.0, backoff_max: float = 60.0, client=None):
+                 temperature: float = 0.0, batch_size: int = 16, batching: bool = True, **api):
         given = [k for k, v in (("max_tokens", max_tokens), ("budget", budget), ("tokenizer", tokenizer))
                  if v is not None]
         if len(given) > 1:
@@ -88,10 +91,7 @@ class CompletionsBackend(ApiBackend):
             raise ValueError(f"max_tokens must be a positive integer, not {max_tokens!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        super().__init__(model, base_url=base_url, api_key=api_key, cache=cache, max_cost_usd=max_cost_usd,
-                         prices_per_1k=prices_per_1k, concurrency=concurrency, max_retries=max_retries,
-                         timeout=timeout, backoff_base=backoff_base, backoff_max=backoff_max,
-                         client=client)
+        super().__init__(model, base_url=base_url, api_key=api_key, cache=cache, **api)
         self.temperature = temperature
         self.batch_size = batch_size
         self.batching = batching

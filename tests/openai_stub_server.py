@@ -38,6 +38,16 @@ def stub_completion(prompt: str, max_tokens: int | None = None) -> str:
     return "\n    return " + " ".join(words)
 
 
+def stub_backend(cls, server: StubServer, tmp_path, **kw):
+    """A ``cls`` backend (chat or completions) on ``server`` for model ``stub-model``, with a cache
+    file in ``tmp_path``, fast backoff and a short timeout unless given."""
+    from common.generation_cache import GenerationCache
+    kw.setdefault("cache", GenerationCache(tmp_path / "cache.sqlite"))
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("timeout", 5.0)
+    return cls("stub-model", base_url=server.base_url, api_key="test-key", **kw)
+
+
 class StubServer:
     def __init__(self, max_requests: int = 500, lifetime_s: float = 60.0, slow_s: float = 1.0):
         self.faults: list[str] = []

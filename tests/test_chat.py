@@ -6,20 +6,11 @@ import pytest
 
 from common.chat import BudgetExceeded, ChatBackend, ChatError, extract_code_from_chat
 from common.generation_cache import GenerationCache
-from tests.openai_stub_server import StubServer, stub_answer
-
-
-@pytest.fixture
-def server():
-    with StubServer(lifetime_s=60, slow_s=1.0) as s:
-        yield s
+from tests.openai_stub_server import stub_answer, stub_backend
 
 
 def backend(server, tmp_path, **kw):
-    kw.setdefault("cache", GenerationCache(tmp_path / "cache.sqlite"))
-    kw.setdefault("backoff_base", 0.01)
-    kw.setdefault("timeout", 5.0)
-    return ChatBackend("stub-model", base_url=server.base_url, api_key="test-key", **kw)
+    return stub_backend(ChatBackend, server, tmp_path, **kw)
 
 
 def test_extract_code_from_chat():

@@ -6,23 +6,13 @@ import pytest
 
 from common.chat import ChatError
 from common.completions import BudgetExceeded, CompletionsBackend, CompletionsError, char_budget
-from common.generation_cache import GenerationCache
-from tests.openai_stub_server import StubServer, stub_completion
+from tests.openai_stub_server import stub_backend, stub_completion
 
 REFERENCE = "def f(a):\n    return a + 1\n"  # 28 characters: ceil(28 / 2.8) + 20 = 30 tokens
 
 
-@pytest.fixture
-def server():
-    with StubServer(lifetime_s=60, slow_s=1.0) as s:
-        yield s
-
-
 def backend(server, tmp_path, **kw):
-    kw.setdefault("cache", GenerationCache(tmp_path / "cache.sqlite"))
-    kw.setdefault("backoff_base", 0.01)
-    kw.setdefault("timeout", 5.0)
-    return CompletionsBackend("stub-model", base_url=server.base_url, api_key="test-key", **kw)
+    return stub_backend(CompletionsBackend, server, tmp_path, **kw)
 
 
 def test_char_budget_is_the_documented_rule():
