@@ -78,6 +78,9 @@ class ApiBackend:
                  backoff_max: float = 60.0, client=None):
         import openai
 
+        # ``model`` is what the server is asked for and what the cache is keyed by; ``name`` only
+        # names the model in result files and messages (a run loop may set it to a short name)
+        self.model = model
         self.name = model
         self.base_url = base_url
         self.max_cost_usd = max_cost_usd
@@ -163,12 +166,15 @@ class ApiBackend:
     # -- cache --------------------------------------------------------------------------------
     def _cached(self, settings: dict, prompt: str, field: str) -> str | None:
         """The cached ``value[field]`` of ``prompt``, or None (a miss, or an entry without it)."""
-        hit = self.cache.get(self.name, settings, prompt)
+        hit = self.cache.get(self.model, settings, prompt)
         if hit is not None and isinstance(hit.get(field), str):
             with self._lock:
                 self.usage.cache_hits += 1
             return hit[field]
         return None
+
+    def _store(self, settings: dict, prompt: str, value: dict) -> None:
+        self.cache.put(self.model, settings, prompt, value)
 
     # -- concurrency --------------------------------------------------------------------------
     def _pool(self, fn: Callable, items: list) -> list:

@@ -79,7 +79,7 @@ class ChatBackend(ApiBackend):
 
     # -- one request -------------------------------------------------------------------------
     def _request(self, prompt: str) -> dict:
-        kwargs = {"model": self.name, "messages": self._messages(prompt)}
+        kwargs = {"model": self.model, "messages": self._messages(prompt)}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.seed is not None:
@@ -106,7 +106,7 @@ class ChatBackend(ApiBackend):
         if hit is not None:
             return hit
         value = self._request(prompt)
-        self.cache.put(self.name, settings, prompt, value)
+        self._store(settings, prompt, value)
         return value["answer"]
 
     # -- the generator contract --------------------------------------------------------------

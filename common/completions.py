@@ -168,7 +168,7 @@ class CompletionsBackend(ApiBackend):
         out malformed: the tokens were spent), its answers validated."""
         prompt = batch if len(batch) > 1 else batch[0]
         resp = self._call(lambda: self.client.completions.create(
-            model=self.name, prompt=prompt, max_tokens=max_tokens, temperature=self.temperature),
+            model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=self.temperature),
             self._what(batch))
         self._count(resp)
         return self._parse(resp, batch)
@@ -193,7 +193,7 @@ class CompletionsBackend(ApiBackend):
                                       f"sending one prompt per request from now on", stacklevel=2)
                 return texts
             for p, t in zip(batch, texts):
-                self.cache.put(self.name, key, p, {"text": t})
+                self._store(key, p, {"text": t})
             return texts
         return self._complete_one_by_one(batch, max_tokens)
 
@@ -202,7 +202,7 @@ class CompletionsBackend(ApiBackend):
         texts = []
         for p in batch:
             [text] = self._send([p], max_tokens)
-            self.cache.put(self.name, key, p, {"text": text})
+            self._store(key, p, {"text": text})
             texts.append(text)
         return texts
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from common import dataset, paths
 from common.atomic import write_text
 from common.chat import PAPER_SYSTEM_PROMPT, BudgetExceeded, ChatBackend, ChatError
+from common.completions import CompletionsBackend
 from common.generation_cache import DEFAULT_PATH, GenerationCache
 from common.models import ModelLoadError
 from common.results import ResultWriter, model_slug, result_path
@@ -47,10 +48,28 @@ def build_generator(model: str, *, base_url: str | None = None, backend: str = "
                     max_cost_usd: float | None = None, concurrency: int = 4,
                     prices_per_1k: tuple[float, float] | None = None, max_tokens: int | None = None,
                     system_prompt: str | None = PAPER_SYSTEM_PROMPT, extract_code: bool = True,
-                    api_key: str | None = None):
-    """A Hugging Face model (``backend="hf"``) or a chat model (``"chat"``); ``"auto"`` picks
-    chat when ``base_url`` is given or the name looks like an OpenAI chat model."""
+                    api_key: str | None = None, tokenizer: str | None = None):
+    """A Hugging Face model (``backend="hf"``), a chat model (``"chat"``) or a base model behind
+    a ``/v1/completions`` server (``"completions"``: vLLM, TGI, llama.cpp; ``tokenizer`` gives the
+    study's token budget exactly, else it is estimated from characters, see
+    :mod:`common.completions`); ``"auto"`` picks chat when ``base_url`` is given or the name
+    looks like an OpenAI chat model."""
     cache = GenerationCache(cache_path)
+    if backend == "completions":
+        tok = None
+        if tokenizer is not None:
+            from transformers import AutoTokenizer
+            try:
+                tok = AutoTokenizer.from_pretrained(tokenizer)
+            except (OSError, ValueError) as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ModelLoadError(f"--tokenizer {tokenizer!r} cannot be loaded: {why}") from exc
+        gen = CompletionsBackend(model, base_url=base_url, api_key=api_key, cache=cache, tokenizer=tok,
+                                 max_tokens=max_tokens, batch_size=batch_size, max_cost_usd=max_cost_usd,
+                                 prices_per_1k=prices_per_1k, concurrency=concurrency)
+        gen.name = name or model_slug(model)
+        gen.model_settings = {"backend": "completions", "model": model, **gen.settings()}
+        return gen
     if backend == "auto":
         backend = "chat" if is_chat_model(model, base_url) else "hf"
     if backend == "chat":
@@ -63,7 +82,7 @@ def build_generator(model: str, *, base_url: str | None = None, backend: str = "
                               "extract_code": extract_code}
         return gen
     if backend != "hf":
-        raise ValueError(f"backend must be 'auto', 'hf' or 'chat', not {backend!r}")
+        raise ValueError(f"backend must be 'auto', 'hf', 'chat' or 'completions', not {backend!r}")
     from common import models
 
     from .hf import HFGenerator
@@ -204,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="HF short name/folder/hub id, or a chat model id")
     p.add_argument("--name", help="model name in the result file (default: from --model)")
     p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--backend", default="auto", choices=["auto", "hf", "chat"])
+    p.add_argument("--backend", default="auto", choices=["auto", "hf", "chat", "completions"],
+                   help="completions: a base model behind a /v1/completions server (vLLM, TGI, llama.cpp)")
+    p.add_argument("--tokenizer", help="completions backend: HF tokenizer (hub id or folder) of the served "
+                                       "model, for the study's token budget (default: from characters)")
     p.add_argument("--benchmark", default="all", choices=["all", "humaneval", "mbpp"])
     p.add_argument("--limit", type=int)
     p.add_argument("--labels", default="corrected", choices=list(dataset.LABEL_VERSIONS))
@@ -242,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                               dtype=a.dtype, batch_size=a.batch_size, cache_path=a.cache,
                               temperature=temperature, max_cost_usd=a.max_cost_usd, concurrency=a.concurrency,
                               prices_per_1k=tuple(a.price_per_1k) if a.price_per_1k else None,
-                              extract_code=not a.no_extract_code)
+                              extract_code=not a.no_extract_code, tokenizer=a.tokenizer)
         opts = method_options(a.method, fill_model=a.fill_model, fill_device=a.device, nsamples=a.nsamples,
                               l1_reg=a.l1_reg, max_evals=a.max_evals, seed=a.seed, smoothing=a.smoothing)
         summary = run(a.method, gen, select_tasks(a.benchmark, a.limit, a.labels), a.result_dir,

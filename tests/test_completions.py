@@ -169,3 +169,25 @@ def test_concurrency_is_bounded(server, tmp_path):
     prompts = [f"prompt {i}" for i in range(18)]
     assert be.generate(prompts, REFERENCE) == [stub_completion(p, 30) for p in prompts]
     assert len(server.requests) == 9 and 2 <= server.max_inflight <= 3
+
+
+def test_cli_runs_a_perturbation_method_on_a_completions_server(server, tmp_path, corrected):
+    from common.results import AttentionResult
+    from perturbation_based import run
+
+    model = "Salesforce/codegen-2B-mono"
+    argv = ["--method", "bert_perturbation", "--model", model, "--name", "codegen2b-served",
+            "--backend", "completions", "--base-url", server.base_url, "--fill-model", "tiny-random-bert",
+            "--benchmark", "mbpp", "--limit", "2", "--result-dir", str(tmp_path / "res"),
+            "--cache", str(tmp_path / "c.sqlite"), "--no-progress", "--threads", "1"]
+    assert run.main(argv) == 0
+    tasks = corrected.select("mbpp", 2)
+    budgets = {char_budget(t.reference) for t in tasks}
+    # the served model's id is asked for (not the result-file name), prompts go in lists
+    assert {r["model"] for r in server.requests} == {model}
+    assert {r["max_tokens"] for r in server.requests} == budgets
+    assert any(isinstance(r["prompt"], list) and len(r["prompt"]) > 1 for r in server.requests)
+    result = AttentionResult.load(tmp_path / "res" / "bert_perturbation_codegen2b-served.jsonl")
+    assert not result.failures
+    for t in tasks:
+        assert result.generations[t.task_id] == stub_completion(t.model_prompt, char_budget(t.reference))
