@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 measure(server, prompts[:8], concurrency, None)  # warm the client and server up
                 single = measure(server, prompts, concurrency, None)
                 batched = measure(server, prompts, concurrency, a.batch_size)
-            print(f"{latency:>10g} {concurrency:>11} {single:>16.1f} {batched:>9.1f} {batched / single:>6.1f}x")
+            ratio = batched / single
+            print(f"{latency:>10g} {concurrency:>11} {single:>16.1f} {batched:>9.1f} {ratio:>6.1f}x")
     return 0
 
 

@@ -23,7 +23,8 @@ no chat extraction), as :class:`perturbation_based.hf.HFGenerator` does locally.
   retries with backoff on 429/5xx/timeouts/dropped connections, the SQLite generation cache
   (every answer stored before it is used), cost budget and :class:`BudgetExceeded` (checked
   before every request; the overshoot is at most ``concurrency`` requests of ``batch_size``
-  prompts), bounded concurrency (batches on a thread pool), token usage.
+  prompts), bounded concurrency (batches on a thread pool), token usage (``usage.requests``
+  counts HTTP requests: a batch is one).
 
 vLLM's greedy output can vary in the last digits of floating point with the batch it was
 computed in; the cache is what makes a rerun see the same answers.

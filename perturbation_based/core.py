@@ -7,8 +7,8 @@ A *generator* is the black box the methods perturb. Any object with
     generate(prompts, reference) -> list[str]   # generated code, one per prompt
 
 fits; ``reference`` is the task's reference solution, from which a HF backend derives its
-token budget (a chat backend ignores it). ``perturbation_based.hf`` and ``common.chat`` are the
-two shipped backends; both cache and batch.
+token budget (a chat backend ignores it). ``perturbation_based.hf``, ``common.chat`` and
+``common.completions`` are the shipped backends; all cache and batch.
 """
 
 from __future__ import annotations
