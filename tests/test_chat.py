@@ -129,3 +129,13 @@ def test_budget_needs_a_price(server, tmp_path):
     with pytest.raises(ChatError, match="no price known for model 'stub-model'"):
         backend(server, tmp_path, max_cost_usd=1.0)
     assert backend(server, tmp_path, max_cost_usd=1.0, prices_per_1k=(0.5, 1.0)).prices == (0.5, 1.0)
+
+
+def test_result_name_is_not_the_model_asked_for(server, tmp_path):
+    # a run loop renames the generator for its result file; the server is still asked for the model id
+    be = backend(server, tmp_path)
+    be.name = "short-name"
+    be.generate(["x y"])
+    assert server.requests[0]["model"] == "stub-model"
+    again = backend(server, tmp_path)  # the cache is keyed by the model id too
+    assert again.generate(["x y"]) and again.usage.cache_hits == 1 and len(server.requests) == 1
