@@ -1,3 +1,3 @@
-from .run import main_exit
+from .runner import main_exit
 
 main_exit()

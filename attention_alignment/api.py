@@ -34,7 +34,7 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
     from common import paths
     from common.generation_cache import DEFAULT_PATH
 
-    from . import run as runner
+    from . import runner
 
     if threads:
         import torch

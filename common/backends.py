@@ -32,7 +32,7 @@ from .method import TaskFailure
 
 #: Model names that mean a chat API when no backend is named.
 CHAT_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt")
-BACKENDS = ("auto", "hf", "chat")
+BACKENDS = ("auto", "hf", "chat", "completions")
 
 
 def is_chat_model(model: str, base_url: str | None) -> bool:
@@ -231,9 +231,11 @@ def build(model, *, backend: str = "auto", base_url: str | None = None, name: st
           cache_path: str | os.PathLike | None = None, attention: bool = False,
           temperature: float | None = 0.0, seed: int | None = 0, max_cost_usd: float | None = None,
           concurrency: int = 4, prices_per_1k: tuple[float, float] | None = None,
-          extract_code: bool = True, api_key: str | None = None):
-    """A backend for ``model``: a short name, folder or hub id (``hf``), a loaded model, or a
-    chat model id (``chat``); ``auto`` picks chat for a base URL or an OpenAI-style name.
+          extract_code: bool = True, api_key: str | None = None, tokenizer=None):
+    """A backend for ``model``: a short name, folder or hub id (``hf``), a loaded model, a chat
+    model id (``chat``), or a model served by an OpenAI-compatible ``/v1/completions`` server
+    (``completions``: vLLM, TGI, llama.cpp; ``tokenizer`` names the tokenizer for the study's
+    budget); ``auto`` picks chat for a base URL or an OpenAI-style name.
     ``attention``: load the HF model with eager attention (the self-attention methods read
     attention probabilities)."""
     from .results import model_slug
@@ -245,6 +247,15 @@ def build(model, *, backend: str = "auto", base_url: str | None = None, name: st
         return HFBackend(model, cache=cache, batch_size=batch_size, name=name)
     if backend == "auto":
         backend = "chat" if is_chat_model(model, base_url) else "hf"
+    if backend == "completions":
+        from .completions import CompletionsBackend
+        if tokenizer is not None:
+            tokenizer = _load_tokenizer(tokenizer)
+        gen = CompletionsBackend(model, base_url=base_url, api_key=api_key, cache=cache,
+                                 tokenizer=tokenizer, batch_size=batch_size, concurrency=concurrency,
+                                 max_cost_usd=max_cost_usd, prices_per_1k=prices_per_1k)
+        gen.name = name or model_slug(model)
+        return gen
     if backend == "chat":
         from .chat import ChatBackend
         gen = ChatBackend(model, base_url=base_url, api_key=api_key, cache=cache,
@@ -256,3 +267,15 @@ def build(model, *, backend: str = "auto", base_url: str | None = None, name: st
     lm = models.load_model(model, device=device, dtype=dtype,
                            attn_implementation="eager" if attention else None)
     return HFBackend(lm, cache=cache, batch_size=batch_size, name=name)
+
+
+def _load_tokenizer(name_or_path):
+    """A tokenizer by name or folder (the completions backend's budget); one clear error."""
+    if not isinstance(name_or_path, str):
+        return name_or_path
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise models.ModelLoadError(f"tokenizer {name_or_path!r} could not be loaded "
+                                    f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc

@@ -13,7 +13,7 @@ per task, typed options, and ``attribute(task, backend) -> Attribution``::
             return Attribution(spans, scores, generation=example.text)
 
 The catalogue (``attention_alignment.catalogue``) lists every method; the run loop
-(``attention_alignment.run``) drives any of them over tasks and writes one result file per
+(``attention_alignment.runner``) drives any of them over tasks and writes one result file per
 method. This module imports nothing from the method folders.
 
 Failure policy: a method raises :class:`TaskFailure` only for an expected per-task outcome

@@ -41,3 +41,11 @@ def published(mirror):
 def corrected(mirror):
     from common import dataset
     return dataset.load("corrected", mirror)
+
+
+@pytest.fixture
+def server():
+    """A local OpenAI-compatible stub server (``tests.openai_stub_server``), closed after the test."""
+    from tests.openai_stub_server import StubServer
+    with StubServer(lifetime_s=60, slow_s=1.0) as s:
+        yield s

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attention_alignment import catalogue
-from attention_alignment import run as runner
+from attention_alignment import catalogue, runner
 from common.results import AttributionResult
 from tests.occlusion import Occlusion
 from tests.perturbation_fakes import RuleGenerator, mbpp_task

@@ -142,7 +142,7 @@ def test_fill_never_writes_a_special_token():
 
 
 def test_unavailable_fill_model_says_what_to_do(tmp_path, capsys):
-    from attention_alignment.run import main
+    from attention_alignment.runner import main
     from common.models import ModelLoadError
     from perturbation_based.bert_masking import BertFiller
     missing = str(tmp_path / "no-such-bert")

@@ -6,20 +6,11 @@ import pytest
 
 from common.chat import BudgetExceeded, ChatBackend, ChatError, extract_code_from_chat
 from common.generation_cache import GenerationCache
-from tests.openai_stub_server import StubServer, stub_answer
-
-
-@pytest.fixture
-def server():
-    with StubServer(lifetime_s=60, slow_s=1.0) as s:
-        yield s
+from tests.openai_stub_server import stub_answer, stub_backend
 
 
 def backend(server, tmp_path, **kw):
-    kw.setdefault("cache", GenerationCache(tmp_path / "cache.sqlite"))
-    kw.setdefault("backoff_base", 0.01)
-    kw.setdefault("timeout", 5.0)
-    return ChatBackend("stub-model", base_url=server.base_url, api_key="test-key", **kw)
+    return stub_backend(ChatBackend, server, tmp_path, **kw)
 
 
 def test_extract_code_from_chat():
@@ -138,3 +129,13 @@ def test_budget_needs_a_price(server, tmp_path):
     with pytest.raises(ChatError, match="no price known for model 'stub-model'"):
         backend(server, tmp_path, max_cost_usd=1.0)
     assert backend(server, tmp_path, max_cost_usd=1.0, prices_per_1k=(0.5, 1.0)).prices == (0.5, 1.0)
+
+
+def test_result_name_is_not_the_model_asked_for(server, tmp_path):
+    # a run loop renames the generator for its result file; the server is still asked for the model id
+    be = backend(server, tmp_path)
+    be.name = "short-name"
+    be.generate(["x y"])
+    assert server.requests[0]["model"] == "stub-model"
+    again = backend(server, tmp_path)  # the cache is keyed by the model id too
+    assert again.generate(["x y"]) and again.usage.cache_hits == 1 and len(server.requests) == 1

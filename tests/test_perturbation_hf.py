@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attention_alignment import catalogue
-from attention_alignment import run as runner
+from attention_alignment import catalogue, runner
 from common import backends, code_units, models
 from common.backends import HFBackend
 from common.generation_cache import GenerationCache

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from attention_alignment import catalogue
-from attention_alignment import run as runner
+from attention_alignment import catalogue, runner
 from common import backends
 from common.chat import BudgetExceeded, ChatBackend, ChatError
 from common.generation_cache import GenerationCache

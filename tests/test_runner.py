@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from attention_alignment import catalogue
-from attention_alignment import run as runner
+from attention_alignment import catalogue, runner
 from common import align, backends, metrics, models, results
 from common.backends import HFBackend
 from common.tiny import build_model, save_tiny, tiny_model

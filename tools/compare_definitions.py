@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attention_alignment import run as runner
+from attention_alignment import runner
 from common.results import AttributionResult, discover
 
 

@@ -1,6 +1,6 @@
 """Write the three family notebooks (unexecuted) from one template, so they stay thin views of
 the same API and never drift apart: each sets its parameters, runs its family through
-``attention_alignment.run``, scores the results and shows one prompt.
+``attention_alignment.runner``, scores the results and shows one prompt.
 
     python tools/make_family_notebooks.py        # then execute them with papermill
 """

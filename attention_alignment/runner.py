@@ -258,6 +258,8 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--name", help="model part of the result file names (default: from --model)")
     mod.add_argument("--backend", default="auto", choices=backends.BACKENDS)
     mod.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    mod.add_argument("--tokenizer", help="completions backend: the served model's tokenizer (name or "
+                                         "folder) for the study's budget (default: a character estimate)")
     mod.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     mod.add_argument("--dtype", choices=models.DTYPES)
     mod.add_argument("--batch-size", type=_positive, default=8,
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             attention=any(m.family == "self_attention" for m in methods),
             temperature=temperature, max_cost_usd=args.max_cost_usd, concurrency=args.concurrency,
             prices_per_1k=tuple(args.price_per_1k) if args.price_per_1k else None,
-            extract_code=not args.no_extract_code)
+            extract_code=not args.no_extract_code, tokenizer=args.tokenizer)
         check_compatible(methods, backend)
         print(f"{len(tasks)} tasks x {len(methods)} methods on {backend.name} -> {paths.shown(output)}",
               file=sys.stderr)
