@@ -1,6 +1,6 @@
 """Chance and no-model baselines, scored exactly like a method.
 
-Units are the regex words of each prompt's scored region (``common.align.words(prompt,
+Units are the regex words of each prompt's scored region (``common.code_units.words(prompt,
 task.region)``), so every baseline reports on the same units:
 
 ``baseline_random``
@@ -23,7 +23,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import align
+from . import code_units
 from .metrics import STAT_FIELDS, LabelIndex, Ranked, Scorer
 from .results import PromptScores
 
@@ -38,7 +38,7 @@ def _stop_words() -> frozenset[str]:
 
 
 def _words(ds) -> dict[str, np.ndarray]:
-    return {p: align.words(p, t.region) for p, t in ds.prompts().items()}
+    return {p: code_units.words(p, t.region) for p, t in ds.prompts().items()}
 
 
 def first_k(ds) -> dict[str, PromptScores]:
@@ -54,7 +54,7 @@ def document_frequency(ds) -> Counter:
     df: Counter = Counter()
     for t in ds.tasks:
         a, b = t.region
-        df.update({m.group().lower() for m in align.WORD.finditer(t.prompt[a:b])})
+        df.update({m.group().lower() for m in code_units.WORD.finditer(t.prompt[a:b])})
     return df
 
 

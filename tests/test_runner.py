@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from attention_alignment import catalogue, runner
-from common import align, backends, metrics, models, results
+from common import backends, code_units, metrics, models, results
 from common.backends import HFBackend
 from common.tiny import build_model, save_tiny, tiny_model
 
@@ -83,7 +83,7 @@ def test_run_writes_ten_scorable_result_files(tmp_path, tasks, corrected):
                 assert "no function body" in result.failures[task.task_id]
                 continue
             ps = result.prompts[task.prompt]
-            want = align.words(task.prompt, task.region)
+            want = code_units.words(task.prompt, task.region)
             np.testing.assert_array_equal(ps.spans, want)
             assert (ps.scores >= 0).all() and ps.scores.sum() > 0
         if not method.startswith("coding"):
