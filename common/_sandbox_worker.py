@@ -169,7 +169,7 @@ def _install_guards(workdir: str) -> None:
                      "posix_spawn", "posix_spawnp", "kill", "killpg", "pidfd_open",
                      "pidfd_send_signal", "setuid", "setgid", "seteuid", "setegid", "setreuid",
                      "setregid", "setresuid", "setresgid", "setgroups", "chroot", "fchdir",
-                     "fchmod", "fchown", "register_at_fork",
+                     "fchmod", "fchown",
                      "removedirs", "renames", "plock", "sched_setaffinity", "setpriority",
                      "nice"):
             if hasattr(mod, name):
@@ -188,21 +188,9 @@ def _install_guards(workdir: str) -> None:
     _thread.start_new_thread = _thread.start_new = _refuse("starting a thread")
     threading._start_new_thread = _refuse("starting a thread")
 
-    # Modules that can reach the network or other processes: imported ones are defused,
-    # later imports fail (a None entry in sys.modules makes ``import`` raise ImportError).
-    for name in ("socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess",
-                 "multiprocessing", "_multiprocessing", "ctypes", "_ctypes", "asyncio",
-                 "urllib.request", "http.client", "ftplib", "smtplib", "telnetlib", "pty",
-                 "resource", "mmap", "concurrent.futures.process",
-                 "webbrowser", "shelve", "dbm", "sqlite3", "_sqlite3"):
-        sys.modules[name] = None
-    for mod in list(sys.modules.values()):
-        for attr in ("socket", "subprocess", "ctypes"):
-            if mod is not None and getattr(mod, attr, None) is not None:
-                try:
-                    setattr(mod, attr, None)
-                except (AttributeError, TypeError):
-                    pass
+    # Modules that can reach the network or other processes stay importable (scipy and pandas
+    # import subprocess, sympy imports ctypes): what they could do is refused by the audit hook
+    # (``AUDIT_VETOES``), which patched module attributes cannot get around.
 
 
 def _set_limits(job: dict) -> None:
@@ -355,23 +343,65 @@ def _isolate(workdir: str, fallback_workdir: str, uid: int | None, tmp_mb: int) 
 
 class IntrospectionRefused(AttributeError):
     """An AttributeError, so that stdlib code probing its caller's frame (``namedtuple``,
-    ``typing``) takes its documented fallback instead of failing."""
+    ``typing``, ``enum``) takes its documented fallback instead of failing."""
 
 
-#: Audit events refused to sandboxed code when the guards are on: ways to reach the harness's
-#: frames and objects (and so its pipe and nonce), tracing that can jump over statements, ctypes.
-VETOED_EVENTS = frozenset({
-    "sys._getframe", "sys._current_frames", "sys._current_exceptions", "gc.get_objects",
-    "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile"})
+#: Audit events refused to sandboxed code when the guards are on. Raised by the interpreter in
+#: C, so no patched attribute avoids them, and a hook cannot be removed once added.
+#: Processes, signals, network, ctypes (loading a library, calling a function, reading memory):
+AUDIT_VETOES = frozenset({
+    "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.kill",
+    "os.killpg", "subprocess.Popen", "signal.pthread_kill", "sqlite3.connect",
+    "sqlite3.connect/handle", "sys.settrace", "sys.setprofile"})
+AUDIT_VETOED_PREFIXES = ("ctypes.", "socket.")
+#: ... and the ways to reach the harness's frames and objects (and so its pipe and nonce).
+FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "sys._current_exceptions",
+                          "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
 FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+
+
+def _library_dirs(names) -> tuple[str, ...]:
+    """Folders of installed packages that read their caller's frame for benign reasons (sympy's
+    dispatch and ``var``, mpmath's backend, logging's caller lookup): frame requests whose
+    first caller outside ``inspect`` lives there are let through."""
+    import importlib.util
+    out = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.submodule_search_locations:
+            out.extend(os.path.realpath(p) + os.sep for p in spec.submodule_search_locations)
+    return tuple(out)
+
+
+FRAME_TRUSTED_DIRS = _library_dirs(("sympy", "mpmath", "logging"))
+INSPECT_FILE = os.path.realpath(__import__("inspect").__file__)
+
+
+def _normpath(path: str, cwd: str) -> str:
+    """``path`` made absolute and normalised with ``str`` methods only (no patchable module)."""
+    parts = [] if path.startswith("/") else cwd.split("/")
+    for part in path.split("/"):
+        if part == "..":
+            if len(parts) > 1:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    return "/" + "/".join(p for p in parts if p)
 
 
 def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, verdict_fd: int,
                *, _exec=exec, _compile=compile, _write=posix.write, _exit=posix._exit, _str=str,
                _type=type, _len=len, _range=range, _dict=dict, _BaseException=BaseException,
                _MemoryError=MemoryError, _SyntaxError=SyntaxError, _ImportError=ImportError,
-               _Refused=IntrospectionRefused, _vetoed=VETOED_EVENTS,
-               _frame_attrs=FRAME_ATTRIBUTES, _addaudithook=sys.addaudithook) -> None:
+               _Refused=IntrospectionRefused, _Violation=SandboxViolation, _vetoed=AUDIT_VETOES,
+               _vetoed_prefixes=AUDIT_VETOED_PREFIXES, _frame_events=FRAME_EVENTS,
+               _frame_attrs=FRAME_ATTRIBUTES, _trusted=FRAME_TRUSTED_DIRS, _inspect=INSPECT_FILE,
+               _getframe=sys._getframe, _fspath=os.fspath, _normpath=_normpath,
+               _write_flags=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+               _int=int, _bytes=bytes, _addaudithook=sys.addaudithook) -> None:
     """Isolate, load the candidate, run the tests, write the verdict, exit; never returns.
 
     Everything called once candidate code has run is a private reference bound here before it
@@ -397,12 +427,36 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
     def allow_frames(flag: bool) -> None:
         frames_allowed[0] = flag
 
+    def trusted_caller() -> bool:
+        # 0 is this function, 1 audit(), 2 the code that asked for a frame (past inspect's).
+        frame = _getframe(2)
+        while frame is not None and frame.f_code.co_filename == _inspect:
+            frame = frame.f_back
+        return frame is not None and frame.f_code.co_filename.startswith(_trusted)
+
     def audit(event, args):
         if frames_allowed[0]:
             return
-        if event in _vetoed or event.startswith("ctypes.") or (
-                event == "object.__getattr__" and args[1] in _frame_attrs):
-            raise _Refused(f"sandbox: {event} is not allowed")
+        if event in _vetoed or event.startswith(_vetoed_prefixes):
+            raise _Violation(f"sandbox: {event} is not allowed")
+        if event == "open":  # every way to open a file: open, io/_io.open, FileIO, os.open
+            path, mode, flags = args
+            writing = (mode is not None and ("w" in mode or "a" in mode or "x" in mode
+                                             or "+" in mode)) or (flags or 0) & _write_flags
+            if writing and _type(path) is not _int:
+                full = _normpath(_fspath(path).decode() if _type(path) is _bytes else _fspath(path),
+                                 workdir)
+                if full != workdir and not full.startswith(workdir + "/"):
+                    raise _Violation(f"sandbox: writing {full} (outside the working directory)")
+            return
+        if event in _frame_events or (event == "object.__getattr__" and args[1] in _frame_attrs):
+            frames_allowed[0] = True
+            try:
+                trusted = event == "sys._getframe" and trusted_caller()
+            finally:
+                frames_allowed[0] = False
+            if not trusted:
+                raise _Refused(f"sandbox: {event} is not allowed (frame introspection)")
 
     def where(tb) -> str:
         # Only attributes of the interpreter's own types: no candidate code runs during the walk.
@@ -436,7 +490,8 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        workdir = _isolate(workdir, fallback_workdir, uid, 4 * int(job.get("fsize_mb", 16)))
+        workdir = os.path.realpath(_isolate(workdir, fallback_workdir, uid,
+                                            4 * int(job.get("fsize_mb", 16))))
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/nonexistent",
                            "LANG": "C.UTF-8"})
