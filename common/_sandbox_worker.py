@@ -78,6 +78,9 @@ MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 4096, 8192, 16384, 1 << 18
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 PR_SET_DUMPABLE = 4
+PR_SET_SECUREBITS, SECBIT_NOROOT, SECBIT_NOROOT_LOCKED = 28, 1, 2
+PR_SET_NO_NEW_PRIVS = 38
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_CHILD_SUBREAPER = 36
 IS_ROOT = os.geteuid() == 0
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -269,7 +272,7 @@ def _private_filesystem(workdir: str, uid: int | None, tmp_mb: int) -> bool:
     """A mount namespace with a read-only view of the host, an empty private ``/tmp`` (holding
     only ``workdir``), an empty read-only ``/dev/shm``, private SysV IPC, and the import
     folders exposed (``EXPOSE``). As root before the uid drop; otherwise inside a new user
-    namespace, which a second user namespace then strips of the power to undo the mounts.
+    namespace, whose capabilities are then dropped for good, so the mounts cannot be undone.
     False where the kernel refuses (the caller falls back to the host's working directory).
     """
     if IS_ROOT:
@@ -295,19 +298,29 @@ def _private_filesystem(workdir: str, uid: int | None, tmp_mb: int) -> bool:
         os.makedirs(path, 0o755, exist_ok=True)
         _mount(stage, path, None, MS_MOVE)
     _readonly_everything()
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=0755")
+    # 0555: only the working directory inside is writable, whoever owns the tmpfs
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=0555")
     os.mkdir(workdir, 0o700)
     if uid is not None:
         os.chown(workdir, uid, uid)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
                "size=4k,mode=0755")
-    if not IS_ROOT:  # give up the capabilities that own this mount namespace
-        uid_now, gid_now = os.getuid(), os.getgid()
-        if _libc.unshare(CLONE_NEWUSER) != 0:
-            raise OSError(ctypes.get_errno(), "second user namespace refused")
-        _map_ids(uid_now, gid_now)
+    if not IS_ROOT:  # give up, for good, the capabilities that could undo these mounts
+        _drop_capabilities()
     return True
+
+
+def _drop_capabilities() -> None:
+    """Empty capability sets that no later execve can refill (no root privileges for uid 0,
+    no new privileges)."""
+    if _libc.prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0) != 0 \
+            or _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl refused")
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    if _libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset refused")
 
 
 def _map_ids(uid: int, gid: int) -> None:
@@ -326,7 +339,7 @@ def _isolate(workdir: str, fallback_workdir: str, uid: int | None, tmp_mb: int) 
     the kernel allows unprivileged user namespaces.
     """
     netns = IS_ROOT and _libc.unshare(CLONE_NEWNET) == 0
-    if _private_filesystem(workdir, uid, tmp_mb):
+    if PRIVATE_FS and _private_filesystem(workdir, uid, tmp_mb):
         netns = True if not IS_ROOT else netns
     else:
         workdir = fallback_workdir
@@ -413,7 +426,6 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
     """
     nonce, candidate = job["nonce"], job["candidate"]
     tests, entry, alias = list(job["tests"]), job.get("entry_point"), job.get("alias_of")
-    builtins_snapshot = _dict(builtins.__dict__)
     sources = {"<candidate>": candidate}
     for i, t in enumerate(tests):
         sources[f"<test {i}>"] = t
@@ -500,6 +512,7 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
         if job.get("guards", True):
             _install_guards(workdir)
             _addaudithook(audit)
+        builtins_snapshot = _dict(builtins.__dict__)  # with the guards' open, before the candidate
     except BaseException as exc:  # never run untrusted code half-guarded
         report("error", f"sandbox setup failed: {type(exc).__name__}: {exc}", "setup")
     sys.setrecursionlimit(3000)
@@ -667,7 +680,27 @@ def _verdict(job: dict, raw: bytes, status: int, timed_out: bool, elapsed: float
     return out
 
 
+def _probe_private_filesystem() -> bool:
+    """Whether a child can build the private file system (kernel, container and privileges
+    allow it); tried once per worker so that a machine without it falls back to the host's
+    working directory instead of failing every job halfway through the setup."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            code = 0 if _private_filesystem("/tmp/sandbox-probe", None, 1) else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+PRIVATE_FS = False  # set by main() from the probe
+
+
 def main() -> None:
+    global PRIVATE_FS
+    PRIVATE_FS = _probe_private_filesystem()
     if IS_ROOT:
         _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
