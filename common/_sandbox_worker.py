@@ -407,6 +407,7 @@ def _library_dirs(names) -> tuple[str, ...]:
 
 
 FRAME_TRUSTED_DIRS = _library_dirs(("sympy", "mpmath", "logging"))
+LOGGING_DIRS = _library_dirs(("logging",))
 INSPECT_FILE = os.path.realpath(__import__("inspect").__file__)
 
 
@@ -429,7 +430,9 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
                _Refused=IntrospectionRefused, _Violation=SandboxViolation, _vetoed=AUDIT_VETOES,
                _vetoed_prefixes=AUDIT_VETOED_PREFIXES, _frame_events=FRAME_EVENTS,
                _frame_attrs=FRAME_ATTRIBUTES, _trusted=FRAME_TRUSTED_DIRS, _inspect=INSPECT_FILE,
-               _getframe=sys._getframe, _fspath=os.fspath, _normpath=_normpath,
+               _trusted_deep=LOGGING_DIRS, _getframe=sys._getframe, _fspath=os.fspath,
+               _normpath=_normpath, _isinstance=isinstance, _str_str=str.__str__,
+               _bytes_decode=bytes.decode,
                _write_flags=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                _int=int, _bytes=bytes, _addaudithook=sys.addaudithook) -> None:
     """Isolate, load the candidate, run the tests, write the verdict, exit; never returns.
@@ -446,25 +449,50 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
     sources = {"<candidate>": candidate}
     for i, t in enumerate(tests):
         sources[f"<test {i}>"] = t
-    frames_allowed = [False]
 
     def report(status: str, detail: str = "", stage: str = "") -> None:
         data = (nonce + "\n" + status + "\n" + stage + "\n" + detail[:2000]).encode("utf-8", "replace")
         _write(verdict_fd, data)
         _exit(0)
 
-    def allow_frames(flag: bool) -> None:
-        frames_allowed[0] = flag
+    def where(tb) -> str:
+        # Only attributes of the interpreter's own types: no candidate code runs during the walk
+        # (the audit hook lets this function's code, and no other, read tb_frame).
+        last = None
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            if _type(name) is _str and name in sources:
+                last = (name, tb.tb_lineno)
+            tb = tb.tb_next
+        if last is None:
+            return ""
+        name, lineno = last
+        lines = sources[name].splitlines()
+        text = lines[lineno - 1].strip() if 0 < lineno <= _len(lines) else ""
+        return f"{name} line {lineno}: {text}"
 
-    def trusted_caller() -> bool:
-        # 0 is this function, 1 audit(), 2 the code that asked for a frame (past inspect's).
-        frame = _getframe(2)
-        while frame is not None and frame.f_code.co_filename == _inspect:
-            frame = frame.f_back
-        return frame is not None and frame.f_code.co_filename.startswith(_trusted)
+    where_code = where.__code__
+    busy = [False]  # only audit() below holds it: no frame or object reaches it
+
+    def filename(frame) -> str:
+        name = frame.f_code.co_filename
+        return name if _type(name) is _str else ""
+
+    def frame_allowed(event) -> bool:
+        requester = _getframe(2)  # 0 is this function, 1 audit(), 2 who asked
+        if event != "sys._getframe":
+            return requester is not None and requester.f_code is where_code
+        while requester is not None and filename(requester) == _inspect:
+            requester = requester.f_back  # inspect.currentframe(): judge its caller
+        if requester is None or not filename(requester).startswith(_trusted):
+            return False
+        # logging.currentframe() hands a frame to whoever calls it: only logging itself may
+        caller = requester.f_back
+        return not filename(requester).startswith(_trusted_deep) or (
+            caller is not None and filename(caller).startswith(_trusted_deep))
 
     def audit(event, args):
-        if frames_allowed[0]:
+        if busy[0]:
             return
         if event in _vetoed or event.startswith(_vetoed_prefixes):
             raise _Violation(f"sandbox: {event} is not allowed")
@@ -473,38 +501,21 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
             writing = (mode is not None and ("w" in mode or "a" in mode or "x" in mode
                                              or "+" in mode)) or (flags or 0) & _write_flags
             if writing and _type(path) is not _int:
-                full = _normpath(_fspath(path).decode() if _type(path) is _bytes else _fspath(path),
-                                 workdir)
+                path = _fspath(path)  # exact str/bytes below: no overridden method runs
+                path = _bytes_decode(path, "utf-8", "surrogateescape") if _isinstance(path, _bytes) \
+                    else _str_str(path)
+                full = _normpath(path, workdir)
                 if full != workdir and not full.startswith(workdir + "/"):
                     raise _Violation(f"sandbox: writing {full} (outside the working directory)")
             return
         if event in _frame_events or (event == "object.__getattr__" and args[1] in _frame_attrs):
-            frames_allowed[0] = True
+            busy[0] = True
             try:
-                trusted = event == "sys._getframe" and trusted_caller()
+                allowed = frame_allowed(event)
             finally:
-                frames_allowed[0] = False
-            if not trusted:
+                busy[0] = False
+            if not allowed:
                 raise _Refused(f"sandbox: {event} is not allowed (frame introspection)")
-
-    def where(tb) -> str:
-        # Only attributes of the interpreter's own types: no candidate code runs during the walk.
-        allow_frames(True)
-        try:
-            last = None
-            while tb is not None:
-                name = tb.tb_frame.f_code.co_filename
-                if _type(name) is _str and name in sources:
-                    last = (name, tb.tb_lineno)
-                tb = tb.tb_next
-        finally:
-            allow_frames(False)
-        if last is None:
-            return ""
-        name, lineno = last
-        lines = sources[name].splitlines()
-        text = lines[lineno - 1].strip() if 0 < lineno <= _len(lines) else ""
-        return f"{name} line {lineno}: {text}"
 
     def describe(exc) -> str:
         try:  # str() of the exception may run candidate code: it can spoil the text, no more
