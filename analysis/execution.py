@@ -165,20 +165,27 @@ class Sandbox:
         """Which OS-level layers this machine gives the sandbox (probed by a job).
 
         ``uid_drop``: jobs run as a fresh uid (needs root); ``network_namespace``: jobs see no
-        network interface but loopback (in-process guards aside, no network at all).
+        network interface but loopback (in-process guards aside, no network at all);
+        ``mount_namespace``: jobs see the host's file systems read-only, with a private, empty
+        ``/tmp`` holding their working directory (and an empty ``/dev/shm``), so they can
+        create or change no file elsewhere (needs root or unprivileged user namespaces).
         """
         probe = ("import os\n"
                  "n = sum(1 for line in open('/proc/net/dev').read().splitlines()[2:] if line.strip())\n"
-                 "raise RuntimeError(f'uid={os.getuid()} interfaces={n}')\n")
+                 "ro = int(bool(os.statvfs('/').f_flag & os.ST_RDONLY))\n"
+                 "raise RuntimeError(f'uid={os.getuid()} interfaces={n} rootro={ro} "
+                 "tmpdev={os.stat(\"/tmp\").st_dev}')\n")
         o = self.run(Job("layers-probe", probe, (), guards=False))
         found = dict(part.split("=") for part in
                      o.detail.split("RuntimeError: ", 1)[-1].split(" (")[0].split()
                      if part.count("=") == 1)
         try:
             uid, interfaces = int(found["uid"]), int(found["interfaces"])
+            root_ro, tmp_dev = found["rootro"] == "1", int(found["tmpdev"])
         except (KeyError, ValueError):
-            return {"uid_drop": False, "network_namespace": False}
-        return {"uid_drop": uid != os.getuid(), "network_namespace": interfaces <= 1}
+            return {"uid_drop": False, "network_namespace": False, "mount_namespace": False}
+        return {"uid_drop": uid != os.getuid(), "network_namespace": interfaces <= 1,
+                "mount_namespace": root_ro and tmp_dev != os.stat("/tmp").st_dev}
 
     def run_many(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
         """Outcomes in the order of ``jobs``, ``workers`` at a time."""

@@ -3,7 +3,8 @@
 Runs all 164 HumanEval canonical solutions (prompt + body) and all 974 MBPP reference programs
 against their tests in the sandbox and prints executions per second and how many pass.
 Reference solutions that fail are listed: they are facts about the benchmark data or about
-the sandbox (e.g. a module it does not preload), worth knowing before reading pass rates.
+the sandbox (e.g. a module it cannot import, or a time limit too tight for this
+machine), worth knowing before reading pass rates.
 
     DATA_MIRROR=../shared python bench/bench_harness.py [--workers N] [--timeout S]
 """

@@ -2,8 +2,9 @@
 
 ``from_chat(answer, entry_point)``
     Fenced blocks (```python, ```py, bare ```); an unclosed last fence (an answer cut by the
-    token limit) runs to the end. The chosen block is the first that defines ``entry_point``,
-    else the first that defines any function, else the first that parses. With no fence at all,
+    token limit) runs to the end. The chosen block is the first that parses and defines
+    ``entry_point``, else the first that parses and defines any function, else the first that
+    parses (else the first block, so that the harness reports its syntax error). With no fence at all,
     the longest run of lines that parses as Python and defines a function. Top-level example
     statements (``print(f(3))``, REPL ``>>>`` lines, ``if __name__ == "__main__":`` blocks) are
     dropped from the chosen block, because they are usage demos, not the solution, and can
@@ -15,8 +16,9 @@
 ``resolve_name(code, wanted)``
     MBPP models name their own function. If the tests call ``wanted`` and the code does not
     define it: exactly one top-level function -> alias it; several, of which exactly one is
-    called by none of the others -> alias that one (a documented extension: the helpers are
-    called by the main function). The ``Extraction.note`` says which happened.
+    called by none of the others (a function calling itself does not count) -> alias that one
+    (a documented extension: the helpers are called by the main function). The
+    ``Extraction.note`` says which happened.
 """
 
 from __future__ import annotations
@@ -132,8 +134,10 @@ def from_chat(answer: str, entry_point: str | None = None) -> Extraction:
     chosen = None
     if blocks:
         for rule, pick in (
-                ("defines the entry point", lambda b: entry_point and entry_point in defined_functions(b)),
-                ("first block defining a function", lambda b: defined_functions(b)),
+                ("defines the entry point", lambda b: entry_point and _parses(b) is not None
+                 and entry_point in defined_functions(b)),
+                ("first block defining a function", lambda b: _parses(b) is not None
+                 and defined_functions(b)),
                 ("first block that parses", lambda b: _parses(b) is not None)):
             for n, b in enumerate(blocks, 1):
                 if pick(b):
@@ -199,8 +203,9 @@ def _helpers_from_other_blocks(code: str, others: list[str]) -> list[tuple[str, 
 
 
 def _called_names(func: ast.FunctionDef) -> set[str]:
+    """Names ``func`` calls, other than itself (recursion does not make a function a helper)."""
     return {n.func.id for n in ast.walk(func)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)} - {func.name}
 
 
 def resolve_name(code: str, wanted: str | None) -> tuple[str | None, str]:

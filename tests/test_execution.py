@@ -43,8 +43,19 @@ def require(layers, guards: bool, *needed: str) -> None:
 
 
 def test_layers_probe(layers):
-    assert set(layers) == {"uid_drop", "network_namespace"}
+    assert set(layers) == {"uid_drop", "network_namespace", "mount_namespace"}
     assert layers["uid_drop"] == ROOT  # the harness drops to a fresh uid exactly when root
+    assert layers["mount_namespace"] == _can_make_a_mount_namespace()
+
+
+def _can_make_a_mount_namespace() -> bool:
+    """Probed independently of the harness: may a child process here unshare its mounts?"""
+    import ctypes
+    pid = os.fork()
+    if pid == 0:
+        flags = 0x00020000 | (0 if ROOT else 0x10000000)  # CLONE_NEWNS (| CLONE_NEWUSER)
+        os._exit(0 if ctypes.CDLL(None).unshare(flags) == 0 else 1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def run(sb, code, tests=("pass",), entry=None, guards=True, alias=None):
@@ -234,7 +245,11 @@ def test_escaped_processes_are_killed(sandbox, layers):
                      "    import time\n    time.sleep(60)\n", guards=False)
     assert o.status == "error" and "Resource temporarily unavailable" in o.detail
     out = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True).stdout
-    assert not any(int(line.split()[0]) >= 100_000 for line in out.splitlines() if line.strip())
+    # only this sandbox's uids (100000 + 1000 * (worker pid % 100000) + job): other sandboxes
+    # may be running on the machine
+    ours = {p.pid % 100_000 for p in sandbox._all}
+    uids = [int(line.split()[0]) for line in out.splitlines() if line.strip()]
+    assert not any(u >= 100_000 and (u - 100_000) // 1000 in ours for u in uids)
 
 
 def test_forged_verdicts_are_not_believed(sandbox):
@@ -246,6 +261,138 @@ def test_forged_verdicts_are_not_believed(sandbox):
              "os._exit(0)\n")
     o = run(sandbox, forge, ["assert False"])
     assert o.status == "error", o
+
+
+WRONG = "def f(x):\n    return x + 1\n"  # the tests below want 2 * x
+FORGERIES = {
+    "exec": "import builtins\nbuiltins.exec = lambda *a, **k: None\n",
+    "compile": "import builtins\n_c = builtins.compile\n"
+               "builtins.compile = lambda *a, **k: _c('pass', '<x>', 'exec')\n",
+    "AssertionError": "import builtins\nbuiltins.AssertionError = type('E', (Exception,), {})\n",
+    "range/len/enumerate": "import builtins\nbuiltins.range = lambda *a: []\n"
+                           "builtins.len = lambda *a: 0\nbuiltins.enumerate = lambda *a: iter(())\n",
+    "str/type": "import builtins\nbuiltins.str = lambda *a, **k: 'passed'\n"
+                "builtins.type = lambda *a: None\n",
+    "abs in the tests": "import builtins\nbuiltins.abs = lambda *a: 0\n",
+    "json/os.write": "import json, os, posix\njson.dumps = lambda *a, **k: '{\"status\": \"passed\"}'\n"
+                     "os.write = posix.write = lambda fd, data: len(data)\n",
+    "the worker's globals": "import __main__\nfor k in list(vars(__main__)):\n"
+                            "    if not k.startswith('__'):\n        setattr(__main__, k, None)\n",
+}
+
+
+@pytest.mark.parametrize("guards", [True, False])
+@pytest.mark.parametrize("route", sorted(FORGERIES))
+def test_patched_builtins_cannot_forge_a_pass(sandbox, guards, route):
+    """A wrong answer that patches what a naive harness calls after it ran still fails: the
+    harness calls only private references, and the tests see the builtins as they were."""
+    tests = ["assert f(1) == 2", "assert abs(f(3) - 6) < 1e-9"]
+    o = run(sandbox, WRONG + FORGERIES[route], tests, "f", guards=guards)
+    assert o.status == "failed" and o.stage == "test 1", (route, o)
+    assert "assert abs(f(3) - 6)" in o.detail
+    # the same patch on a right answer does not turn it into a failure
+    o = run(sandbox, "def f(x):\n    return 2 * x\n" + FORGERIES[route], tests[:1], "f", guards=guards)
+    assert o.status == "passed", (route, o)
+
+
+FRAMES = {
+    "sys._getframe": "f = sys._getframe()\n",
+    "inspect": "import inspect\nf = inspect.currentframe()\n",
+    "logging": "import logging\nf = logging.currentframe()\n",  # a frame-reading library
+    "traceback": "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame\n",
+    "generator": "def g():\n    yield\nf = g().gi_frame\n",
+    "gc": "import gc\nf = [o for o in gc.get_objects() if 'report' in getattr(o, 'f_locals', ())][0]\n",
+}
+FRAME_FORGERY = ("while f is not None:\n"
+                 "    if 'report' in f.f_locals:\n"
+                 "        f.f_locals['report']('passed')\n"
+                 "    f = f.f_back\n")
+
+
+@pytest.mark.parametrize("how", sorted(FRAMES))
+def test_introspection_of_the_harness_is_refused(sandbox, how):
+    """With the guards on, the frames and objects that hold the verdict channel are out of
+    reach (an audit hook, which candidate code cannot remove)."""
+    code = WRONG + "import sys\n" + FRAMES[how] + FRAME_FORGERY
+    o = run(sandbox, code, ["assert f(1) == 2"], "f")
+    assert o.status == "error" and "not allowed" in o.detail, (how, o)
+
+
+def test_without_the_guards_introspection_forges_a_pass(sandbox):
+    """The documented residual limit (README, "Limits"), kept visible: with only the OS layers,
+    code that walks the interpreter's frames to the harness can write a verdict. This also
+    proves that the attack refused above is a real one."""
+    code = WRONG + "import sys\n" + FRAMES["sys._getframe"] + FRAME_FORGERY
+    assert run(sandbox, code, ["assert f(1) == 2"], "f", guards=False).status == "passed"
+
+
+def require_imports(layers) -> None:
+    """After a uid drop, the interpreter's own files are importable through the mount
+    namespace only (here they live under /root); elsewhere the case is skipped."""
+    if layers["uid_drop"] and not layers["mount_namespace"]:
+        pytest.skip("uid drop without a mount namespace: the interpreter's files may be unreadable")
+
+
+def test_libraries_that_read_their_callers_frame_still_work(sandbox, layers):
+    require_imports(layers)
+    code = ("from collections import namedtuple\nimport logging, sympy\n"
+            "P = namedtuple('P', 'x y')\nlogging.getLogger('t').warning('x')\n"
+            "x = sympy.Symbol('x')\n"
+            "def f():\n    return str(sympy.expand((x + 1) ** 2)), P(1, 2).y\n")
+    o = sandbox.run(Job("t", code, ("assert f() == ('x**2 + 2*x + 1', 2)",), "f"))
+    assert o.status == "passed", o
+
+
+@pytest.mark.parametrize("guards", [True, False])
+def test_standard_library_and_numpy_import(sandbox, layers, guards):
+    """After the uid drop the interpreter's files (here under /root) stay importable: the
+    mount namespace exposes the import folders (mbpp/928 needs _strptime, mbpp/241 numpy)."""
+    require_imports(layers)
+    code = ("from datetime import datetime\nimport numpy as np, fractions, zoneinfo, sqlite3\n"
+            "def f(s):\n    d = datetime.strptime(s, '%Y-%m-%d')\n"
+            "    return int(np.arange(d.day).sum())\n")
+    o = run(sandbox, code, ["assert f('2026-01-05') == 10"], "f", guards=guards)
+    assert o.status == "passed", o
+
+
+def _creators(path: str) -> dict[str, str]:
+    p = repr(path)
+    return {
+        "open": f"open({p}, 'w').write('x')\n",
+        "io.FileIO": f"import io\nio.FileIO({p}, 'w').write(b'x')\n",
+        "_io.open": f"import _io\n_io.open({p}, 'w').write('x')\n",
+        "os.open": f"import os\nos.write(os.open({p}, os.O_WRONLY | os.O_CREAT), b'x')\n",
+        "libc open": f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                     f"if libc.open({p}.encode(), 0o101, 0o644) < 0:\n"
+                     f"    raise OSError(ctypes.get_errno(), 'open')\n",
+        "libc creat": f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                      f"if libc.creat({p}.encode(), 0o644) < 0:\n"
+                      f"    raise OSError(ctypes.get_errno(), 'creat')\n",
+    }
+
+
+@pytest.mark.parametrize("guards", [True, False])
+def test_no_file_outside_the_working_directory(sandbox, layers, guards):
+    """World-writable folders (/tmp, /dev/shm, /var/tmp) by every route: the guards refuse
+    them, and without the guards the mount namespace (read-only host, private /tmp) does."""
+    require(layers, guards, "mount_namespace")
+    folders = [d for d in ("/tmp", "/dev/shm", "/var/tmp") if os.path.isdir(d)]
+    for folder in folders:
+        for route, code in _creators(f"{folder}/sandbox-escape-{os.getpid()}").items():
+            target = f"{folder}/sandbox-escape-{os.getpid()}"
+            o = run(sandbox, code, guards=guards)
+            try:
+                assert o.status == "error", (route, folder, o)
+                assert not os.path.exists(target), (route, folder)
+            finally:
+                if os.path.exists(target):
+                    os.remove(target)
+    # the working directory is the one place it may write, and /tmp there is private and empty
+    o = run(sandbox, "import os\nopen('mine', 'w').write('x')\n"
+                     "raise RuntimeError(sorted(os.listdir('/tmp')), sorted(os.listdir('.')))\n",
+            guards=guards)
+    listing = o.detail.split("RuntimeError: ")[1].split(" (")[0]
+    assert listing.endswith("['mine'])") and listing.count("sandbox-") == 1, o
 
 
 def test_hostile_jobs_do_not_disturb_their_neighbours(sandbox):

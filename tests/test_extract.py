@@ -162,6 +162,54 @@ def test_resolve_name():
     assert extract.resolve_name("x = 1\n", "theirs")[0] is None
 
 
+def test_recursion_does_not_make_a_function_a_helper():
+    # mbpp/45's shape: the main function calls itself and the helper
+    code = ("def gcd(a, b):\n    while b:\n        a, b = b, a % b\n    return a\n\n"
+            "def gcd_of_array(arr):\n    if len(arr) == 2:\n        return gcd(arr[0], arr[1])\n"
+            "    return gcd(arr[0], gcd_of_array(arr[1:]))\n")
+    alias, note = extract.resolve_name(code, "get_gcd")
+    assert alias == "gcd_of_array" and "of 2 functions" in note
+    # mbpp/367's shape: a class, a recursive main function, a recursive helper it calls
+    code = ("class Node:\n    pass\n\ndef isBalanced(r):\n    return r is None or "
+            "(abs(height(r.left) - height(r.right)) <= 1 and isBalanced(r.left))\n\n"
+            "def height(n):\n    return 0 if n is None else 1 + max(height(n.left), height(n.right))\n")
+    assert extract.resolve_name(code, "is_tree_balanced")[0] == "isBalanced"
+    # two functions calling each other: neither is the root, no alias is guessed
+    mutual = "def a(x):\n    return b(x)\n\ndef b(x):\n    return a(x)\n"
+    assert extract.resolve_name(mutual, "f")[0] is None
+
+
+BROKEN_THEN_FIXED = """Here is a version with a lambda:
+
+```python
+def count_even(numbers):
+    return len([n for n in numbers if lambda x: x % 2 == 0(n)])
+```
+
+Or, more concisely:
+
+```python
+def count_even(numbers):
+    return len(list(filter(lambda x: x % 2 == 0, numbers)))
+```
+"""
+
+
+def test_a_block_that_does_not_parse_is_passed_over():
+    # mbpp/697's shape: the first block defining the entry point is a syntax error
+    ex = extract.from_chat(BROKEN_THEN_FIXED, "count_even")
+    assert "filter(" in ex.code and "block 2 of 2" in ex.note
+    ns: dict = {}
+    exec(ex.code, ns)
+    assert ns["count_even"]([1, 2, 4, 7]) == 2
+    # without an entry point the same holds for "first block defining a function"
+    assert "filter(" in extract.from_chat(BROKEN_THEN_FIXED, None).code
+    # when no block parses, the first is kept so that the harness reports its syntax error
+    only_broken = BROKEN_THEN_FIXED.split("Or, more")[0]
+    ex = extract.from_chat(only_broken, "count_even")
+    assert "lambda x: x % 2 == 0(n)" in ex.code and "no block parses" in ex.note
+
+
 def test_strip_examples_keeps_definitions_and_module_docstring():
     code = '"""Module."""\nimport re\nX = 3\nprint(X)\nf(2)\ndef f(y):\n    print(y)\n'
     out, dropped = extract.strip_examples(code)
