@@ -28,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 from common import dataset, fetch, paths, safe_pickle
+from common.results import ResultFileError
+from common.safe_pickle import UnsafePickle
 
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Outcome, Sandbox, job_for
 from .generations import (
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.models or None, args.k, args.out, args.result_dir, args.mirror, args.labels,
             args.timeout, args.memory_mb, args.workers, args.limit)
-    except (AnswerFileError, fetch.DataUnavailable, fetch.ChecksumMismatch,
+    except (AnswerFileError, ResultFileError, UnsafePickle, fetch.DataUnavailable, fetch.ChecksumMismatch,
             dataset.DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,7 @@ from common.atomic import write_text
 from common.chat import BudgetExceeded, ChatError
 from common.method import DEFINITIONS, FAMILIES, Method, TaskFailure
 from common.results import AttributionResult, ResultFileError, result_path
+from common.safe_pickle import UnsafePickle
 
 from . import catalogue
 
@@ -322,6 +323,37 @@ def _validate_output(folder: str) -> Path:
     return path
 
 
+def _validate(args, methods) -> None:
+    """Every option that can be checked before any work (one line naming the option)."""
+    from common.api_backend import PRICES_PER_1K
+
+    try:
+        models.check_device(args.device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    except models.ModelLoadError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    model = args.model or DEFAULT_MODEL
+    kind = args.backend
+    if kind == "auto":
+        kind = "chat" if backends.is_chat_model(model, args.base_url) else "hf"
+    if kind == "hf" and (args.max_cost_usd is not None or args.price_per_1k):
+        raise UsageError("--max-cost-usd / --price-per-1k apply to API backends (chat, completions) only; "
+                         f"{model!r} runs locally")
+    if args.max_cost_usd is not None:
+        if args.max_cost_usd <= 0:
+            raise UsageError(f"--max-cost-usd must be positive, not {args.max_cost_usd}")
+        if not args.price_per_1k and model not in PRICES_PER_1K:
+            raise UsageError(f"--max-cost-usd: no price known for model {model!r}, so the budget could "
+                             f"never bind: give --price-per-1k INPUT OUTPUT (USD per 1K tokens)")
+    if args.temperature != "default":
+        try:
+            float(args.temperature)
+        except ValueError:
+            raise UsageError(f"--temperature must be a number or 'default', "
+                             f"not {args.temperature!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list_methods:
@@ -334,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods = _select(args)
         output = _validate_output(args.output)
+        _validate(args, methods)
         if args.threads:
             import torch
             torch.set_num_threads(args.threads)
@@ -357,13 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(methods, backend, tasks, output, progress=not args.no_progress)
     except UsageError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
+    except (models.ModelLoadError, fetch.DataUnavailable, fetch.ChecksumMismatch, dataset.DatasetError,
+            ResultFileError, UnsafePickle, ChatError) as exc:
+        return _fail(f"error: {exc}", EXIT_ERROR, exc)
     except ValueError as exc:
         if stage == "running":  # a ValueError inside a method is a bug, not bad usage
             return _bug(exc, stage)
         return _fail(f"error: {exc}", EXIT_USAGE)
-    except (models.ModelLoadError, fetch.DataUnavailable, fetch.ChecksumMismatch, dataset.DatasetError,
-            ResultFileError, ChatError) as exc:
-        return _fail(f"error: {exc}", EXIT_ERROR, exc)
     except BudgetExceeded as exc:
         return _fail(f"stopped: {exc}", EXIT_BUDGET, exc)
     except KeyboardInterrupt as exc:

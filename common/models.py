@@ -92,8 +92,18 @@ def _torch_dtype(dtype):
     return getattr(torch, dtype)
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch knows it and this machine has it: ValueError (not a device name) or
+    ModelLoadError (not available here) otherwise."""
+    return _check_device(device)
+
+
 def _check_device(device: str) -> str:
     import torch
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: use cpu, cuda, cuda:N or mps") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device {device!r} requested but torch sees no CUDA GPU "
                              f"(torch {torch.__version__}); use DEVICE=cpu")

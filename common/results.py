@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ PAPER_MODELS = ("incoder", "codegen", "codeparrot", "gptj", "polycoder")
 
 class ResultFileError(ValueError):
     """A result file is malformed; the message names the file and the entry."""
+
+
+class ResultWarning(UserWarning):
+    """Something in a result file is lost or partial (a torn last line); scoring goes on."""
 
 
 @dataclass
@@ -110,6 +115,12 @@ class AttributionResult:
         if path.suffix == ".pkl":
             return cls.from_published(path, spaceless)
         header, records = _read_jsonl(path)
+        torn = torn_line(path)
+        if torn is not None:
+            line, task = torn
+            warnings.warn(ResultWarning(
+                f"{path}, line {line}: torn last line ignored (task {task or 'unknown'} is lost; a rerun "
+                f"of the same command recomputes it)"), stacklevel=2)
         result = cls(header["method"], header["model"], {}, source="computed",
                      meta=header.get("meta", {}), path=path)
         for n, rec in records:
@@ -280,6 +291,15 @@ def _record(task_id, prompt, spans, scores, generation=None, details=None) -> di
     if details:
         rec["details"] = details
     return rec
+
+
+def torn_line(path: Path) -> tuple[int, str | None] | None:
+    """``(line number, task id or None)`` of a torn (unterminated) last line, or None."""
+    text = path.read_text(encoding="utf-8")
+    if not text or text.endswith("\n"):
+        return None
+    found = re.search(r'"task_id":\s*"([^"]*)"', text[text.rfind("\n") + 1:])
+    return text.count("\n") + 1, found.group(1) if found else None
 
 
 def _read_jsonl(path: Path) -> tuple[dict, list[tuple[int, dict]]]:

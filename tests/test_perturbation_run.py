@@ -161,8 +161,8 @@ def test_cli_budget_stop_exit_code_then_resume(tmp_path, capsys, mirror):
     with StubServer(lifetime_s=60) as server:
         argv[5] = server.base_url
         # a budget on an unpriced model could never bind: refused before any request
-        assert runner.main(argv + ["--max-cost-usd", "1"]) == runner.EXIT_ERROR
-        assert "no price known" in capsys.readouterr().err
+        assert runner.main(argv + ["--max-cost-usd", "1"]) == runner.EXIT_USAGE
+        assert "no price known" in capsys.readouterr().err and not server.requests
         assert runner.main(argv + ["--max-cost-usd", "1", "--price-per-1k", "0", "0"]) == 0
         out = capsys.readouterr().out
         assert "scored    2  failed    0" in out and "$0.0000" in out
