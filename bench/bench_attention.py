@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from attention_alignment import catalogue  # noqa: E402
 from common import dataset, models  # noqa: E402
-from common.backends import Example  # noqa: E402
+from common.backends import Example, GivenExample  # noqa: E402
 from common.method import TaskFailure  # noqa: E402
 from gradient_based.gradients import target_gradients  # noqa: E402
 from gradient_based.inputxgradient import InputXGradient  # noqa: E402
@@ -70,16 +70,6 @@ def load(name: str, device: str, dtype: str | None) -> models.LoadedModel:
 saliency, input_x_gradient = Saliency.reduce, InputXGradient.reduce
 
 
-class _Fixed:
-    name = "bench"
-
-    def __init__(self, example):
-        self.ex = example
-
-    def example(self, task):
-        return self.ex
-
-
 def two_step_gradients(model, prompt_ids, new_ids):
     """Gradients of the first and the last generated token, from one forward pass."""
     p, n = len(prompt_ids), len(new_ids)
@@ -110,7 +100,7 @@ def throughput(lm, tasks, device, batch_size: int = 1) -> dict:
             if m.family != "self_attention":
                 continue
             try:
-                m.attribute(task, _Fixed(ex))
+                m.attribute(task, GivenExample(ex))
             except TaskFailure:
                 failures += 1
         sync(device)
@@ -118,7 +108,7 @@ def throughput(lm, tasks, device, batch_size: int = 1) -> dict:
         for m in methods:
             if m.family == "gradient":
                 try:
-                    m.attribute(task, _Fixed(ex))
+                    m.attribute(task, GivenExample(ex))
                 except TaskFailure:
                     failures += 1
         sync(device)

@@ -226,6 +226,20 @@ class HFBackend:
         return got
 
 
+class GivenExample:
+    """A backend serving one given :class:`Example` (a chosen continuation): for benches, tests
+    and for attributing a continuation that was not generated greedily."""
+
+    kind = "given"
+
+    def __init__(self, example: Example, name: str = "given"):
+        self.ex = example
+        self.name = name
+
+    def example(self, task) -> Example:
+        return self.ex
+
+
 def build(model, *, backend: str = "auto", base_url: str | None = None, name: str | None = None,
           device: str = "cpu", dtype: str | None = None, batch_size: int = 8,
           cache_path: str | os.PathLike | None = None, attention: bool = False,

@@ -11,7 +11,7 @@ import torch
 
 from attention_alignment import catalogue
 from common import models
-from common.backends import Example
+from common.backends import Example, GivenExample
 from common.method import TaskFailure
 from common.tiny import ARCHITECTURES, build_model, tiny_model
 from self_attention_based.capture import AttentionUnavailable, attention_rows, full_attentions
@@ -37,16 +37,7 @@ def forced_example(lm, continuation=BODY, task=None):
     return Example(lm, task, models.Continuation(prompt_ids, new, text, task.model_prompt, len(new)))
 
 
-class Forced:
-    """A backend whose task example is fixed (the continuation chosen by the test)."""
-
-    name = "forced"
-
-    def __init__(self, example):
-        self.ex = example
-
-    def example(self, task):
-        return self.ex
+Forced = GivenExample  # the continuation chosen by the test
 
 
 def attribute(name, ex, **options):
