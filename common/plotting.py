@@ -343,6 +343,17 @@ def benchmarks(by_benchmark: pd.DataFrame, mode: str, k: int, path: Path,
                          benchmark_gap_note(by_benchmark, mode, k, sizes))
 
 
+def to_png(fig, dpi: int = DPI) -> bytes:
+    """A figure as PNG bytes (closed afterwards): for ``IPython.display.Image``, which embeds
+    the image in the notebook so it shows on GitHub."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def run_bars(scores: pd.DataFrame, path: Path | None = None, title: str = ""):
     """F1 per method of one's own run (``AttributionResult.score()`` frames concatenated: columns
     method, k, f1, n_tasks), one bar per k; returns the figure, or saves it to ``path``."""
