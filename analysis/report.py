@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from common import atomic, dataset, highlight
+from common import atomic, dataset, highlight, paths
 
 from .patterns import (
     LOGIC_KINDS,
@@ -54,10 +56,23 @@ def _csv_text(fields: list[str], rows: Iterable[dict]) -> str:
     return buf.getvalue()
 
 
+def portable(text: str) -> str:
+    """``text`` with this machine's paths replaced (the interpreter by ``python``, the
+    environment by ``<venv>``, the checkout by ``.``, its parent by ``..``, the home folder by
+    ``~``), so committed outputs are the same on every machine."""
+    names = [(sys.executable, "python"), (sys.prefix, "<venv>"), (sys.base_prefix, "<python>"),
+             (str(paths.ROOT), "."), (str(paths.ROOT.parent), ".."),
+             (os.path.expanduser("~"), "~")]
+    for path, name in sorted(names, key=lambda p: -len(p[0])):  # longest first: nested paths
+        if path and len(path) > 1:
+            text = text.replace(path, name)
+    return text
+
+
 def outcome_rows(analysed: list[Analysed]) -> list[dict]:
     return [{"model": a.candidate.model, "benchmark": a.candidate.task.benchmark,
              "task_id": a.candidate.task.task_id, "status": a.outcome.status,
-             "failure_kind": a.failure_kind, "detail": a.outcome.detail,
+             "failure_kind": a.failure_kind, "detail": portable(a.outcome.detail),
              "stage": a.outcome.stage, "kind": a.candidate.kind,
              "extraction_note": a.candidate.note, "alias_of": a.candidate.extraction.alias_of or ""}
             for a in analysed]
@@ -70,7 +85,7 @@ def incorrect_rows(analysed: list[Analysed]) -> list[dict]:
             continue
         cand, o = a.candidate, a.outcome
         base = {"model": cand.model, "benchmark": cand.task.benchmark, "task_id": cand.task.task_id,
-                "status": o.status, "failure_kind": a.failure_kind, "detail": o.detail,
+                "status": o.status, "failure_kind": a.failure_kind, "detail": portable(o.detail),
                 "extraction_note": cand.note,
                 "pattern_status": "suggestion, to be confirmed by a human"}
         if not a.coverage:
@@ -126,7 +141,7 @@ def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3)
                 by = c.missed_by_label()
                 missed = ", ".join(f"{lab}: {'/'.join(w)}" for lab, w in by.items() if w) or "-"
                 lines.append(f"      e.g. {a.candidate.task.task_id} [{a.outcome.status}] "
-                             f"missed {missed}; {a.outcome.detail[:100]}")
+                             f"missed {missed}; {portable(a.outcome.detail)[:100]}")
         lines.append("")
     lines.append(f"Only incorrect results, exceptions and timeouts ({', '.join(LOGIC_KINDS)}); "
                  f"wrong signatures and code that did not load are left out:")
@@ -205,7 +220,7 @@ def report_html(analysed: list[Analysed], k: int) -> str:
                              for c in a.coverage) or "no attention available"
             parts.append(f"<details><summary><b>{html.escape(cand.task.task_id)}</b> "
                          f"[{o.status}: {a.failure_kind}] suggested pattern ({sugg})</summary>")
-            parts.append(f"<p>{html.escape(o.detail)}</p>")
+            parts.append(f"<p>{html.escape(portable(o.detail))}</p>")
             if cand.note:
                 parts.append(f"<p><i>{html.escape(cand.note)}</i></p>")
             if a.coverage:
@@ -277,11 +292,11 @@ def fig_patterns(analysed: list[Analysed], kinds: Iterable[str] | None = None):
     for p, col in zip(PATTERN_ORDER, colours):
         share = np.asarray([100 * counts[k].get(p, 0) / max(1, sum(counts[k].values())) for k in keys])
         ax.barh([f"{m} / {meth}" for m, meth in keys], share, left=left, color=col,
-                label=f"pattern {p}" if p else "not explained")
+                label=f"{p}: {PATTERN_NAMES[p]}" if p else "not explained")
         left += share
     ax.set_xlabel("share of incorrect generations (%)")
     ax.set_title("Suggested error patterns (suggestions, to be confirmed)")
-    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.legend(fontsize=8, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -290,9 +305,13 @@ def fig_missed_keywords(analysed: list[Analysed]):
     plt = _pyplot()
     rows = miss_rates(analysed)
     pairs = sorted({(r["model"], r["method"]) for r in rows})
-    fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4 * max(1, len(pairs)), 3.2),
-                             squeeze=False)
-    for ax, (model, method) in zip(axes[0], pairs):
+    # at most four panels a row: more model/method pairs make the figure taller, not wider
+    ncols = min(4, max(1, len(pairs)))
+    nrows = -(-max(1, len(pairs)) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(pairs):]:
+        ax.set_visible(False)
+    for ax, (model, method) in zip(axes.flat, pairs):
         x = np.arange(len(PATTERN_OF_LABEL))
         for j, group in enumerate(("incorrect", "correct")):
             vals = [next((100 * r["miss_rate"] for r in rows if (r["model"], r["method"], r["group"],
@@ -321,7 +340,7 @@ def save_figures(analysed: list[Analysed], out_dir: Path) -> dict[str, Path]:
     for name, fig in figures(analysed).items():
         path = Path(out_dir) / f"error_{name}.png"
         with atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
+            fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
         plt.close(fig)
         paths_out[name] = path
     return paths_out

@@ -2,12 +2,16 @@
 
 Text form: ``«word»`` = in the method's top k, ``[word]`` = a human keyword (both may nest).
 HTML form: every word shaded by its score, the top-k boxed, human keywords underlined.
+PNG form (:func:`to_png`, ``Highlight.to_png``): the same drawn with matplotlib, for places that
+drop HTML styles (GitHub's notebook viewer).
 :class:`Highlight` is what ``AttributionResult.show()`` returns.
 """
 
 from __future__ import annotations
 
 import html
+import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +121,105 @@ def _runs_with_start(prompt, ps, keywords, k, region):
         pos += len(chunk)
 
 
+SHADE = (230 / 255, 120 / 255, 20 / 255)
+BOX = "#b03030"
+
+
+def to_png(prompt: str, ps: PromptScores, keywords=(), k: int = 10,
+           region: tuple[int, int] | None = None, title: str = "", columns: int = 96,
+           path: str | os.PathLike | None = None, dpi: int = 150) -> bytes:
+    """The highlight as a PNG image (bytes; also written to ``path`` when given): each word on
+    a background shaded by its score, the top-k boxed, human keywords underlined, lines wrapped
+    at ``columns`` characters. Drawn on a character grid with a monospace font, one text per
+    word, so the shading lines up with the letters whatever the font's exact width."""
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend():  # headless unless a notebook shows figures
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    a, b = region or (0, len(prompt))
+    strength = np.zeros(len(prompt))
+    for s, e, v in _shade(ps.scores, ps.spans, a, b):
+        strength[s:e] = v
+    human = np.zeros(len(prompt), dtype=bool)
+    for kw in keywords:
+        ks, ke = (kw.start, kw.end) if hasattr(kw, "start") else kw
+        human[max(ks, a):min(ke, b)] = True
+    top = [(int(s), int(e)) for s, e in ps.spans[ps.top_k(k)] if s >= a and e <= b]
+    # visual lines: (first character index, text), wrapped at `columns`
+    lines, pos = [], a
+    for raw in prompt[a:b].split("\n"):
+        for cut in range(0, max(len(raw), 1), columns):
+            lines.append((pos + cut, raw[cut:cut + columns]))
+        pos += len(raw) + 1
+    where = {}  # character index -> (line, column)
+    for li, (start, text_) in enumerate(lines):
+        for col in range(len(text_)):
+            where[start + col] = (li, col)
+    size = 9.0
+    char_w, line_h = 0.62 * size / 72, 1.75 * size / 72  # inches
+    ncols = max([len(t) for _, t in lines] + [40])
+    fig = plt.figure(figsize=(ncols * char_w + 0.3, (len(lines) + 3.2) * line_h + 0.2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.5, ncols + 0.5)
+    ax.set_ylim(len(lines) + 1.2, -2.0)
+    ax.axis("off")
+    for li, (start, text_) in enumerate(lines):
+        col = 0
+        while col < len(text_):  # runs of equal shade -> one rectangle
+            end = col
+            while end < len(text_) and strength[start + end] == strength[start + col]:
+                end += 1
+            v = strength[start + col]
+            if v > 0:
+                ax.add_patch(Rectangle((col, li - 0.45), end - col, 0.9, color=(*SHADE, 0.1 + 0.8 * v),
+                                       linewidth=0))
+            col = end
+        for col in range(len(text_)):
+            if human[start + col]:
+                ax.plot([col, col + 1], [li + 0.42, li + 0.42], color="black", linewidth=1.0)
+        words = [(m_start, m_text) for m_start, m_text in _words_of(text_)]
+        for wcol, word in words:
+            ax.text(wcol, li, word, family="monospace", fontsize=size, va="center", ha="left")
+    for s, e in top:  # one box per top-k unit (split where it wraps)
+        cells = [where[c] for c in range(s, e) if c in where]
+        for li in sorted({li for li, _ in cells}):
+            cols = [c for line, c in cells if line == li]
+            ax.add_patch(Rectangle((min(cols) - 0.1, li - 0.5), max(cols) - min(cols) + 1.2, 1.0,
+                                   fill=False, edgecolor=BOX, linewidth=1.2))
+    if title:
+        ax.text(0, -1.3, title, fontsize=size, fontweight="bold", va="center", ha="left")
+    ax.text(0, len(lines) + 0.6, f"shade = score (darker is higher); red box = top-{k}; underlined "
+            f"= human keyword", fontsize=size - 1, color="#444444", va="center", ha="left")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        from .atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+    return data
+
+
+def _words_of(line: str) -> list[tuple[int, str]]:
+    """``(column, text)`` of each run of non-space characters of a line."""
+    out, col = [], 0
+    while col < len(line):
+        if line[col] == " ":
+            col += 1
+            continue
+        end = line.find(" ", col)
+        end = len(line) if end < 0 else end
+        out.append((col, line[col:end]))
+        col = end
+    return out
+
+
 def overlap(prompt: str, ps: PromptScores, keywords, k: int = 10) -> tuple[int, int]:
     """``(top-k words overlapping a human keyword, number of top-k words)``."""
     human = np.zeros(len(prompt), dtype=bool)
@@ -178,6 +281,12 @@ class Highlight:
 
     def __repr__(self) -> str:
         return str(self)
+
+    def to_png(self, path: str | os.PathLike | None = None, columns: int = 96) -> bytes:
+        """The highlight as a PNG (bytes; also written to ``path``): for GitHub and other
+        viewers that drop HTML styles. In a notebook: ``Image(result.show().to_png())``."""
+        return to_png(self.prompt, self.scores, self.keywords, self.k, self.region, self.head,
+                      columns, path)
 
 
 @dataclass

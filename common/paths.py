@@ -14,6 +14,9 @@ RESULT_DIR = Path(os.environ.get("ATTN_RESULT_DIR", ROOT / "experiment_result"))
 PUBLISHED_RESULT_DIR = RESULT_DIR / "published"
 ANALYSIS_OUTPUT_DIR = Path(os.environ.get("ATTN_ANALYSIS_OUTPUT", ROOT / "analysis" / "output"))
 OTHER_DATA_DIR = ROOT / "other_data"
+#: Tables and figures that include the user's own runs (git-ignored; the committed
+#: ``analysis/output`` is built from the published results only).
+USER_OUTPUT_DIR = Path(os.environ.get("ATTN_USER_OUTPUT", ROOT / "build" / "output"))
 
 
 def shown(path: str | os.PathLike) -> str:

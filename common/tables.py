@@ -69,11 +69,14 @@ def _paper_spaceless(source: str, method: str, model: str) -> bool:
 
 def load_entries(result_dir: str | os.PathLike = paths.RESULT_DIR, published_dir=None,
                  modes: Iterable[str] = MODES) -> dict[str, list[Entry]]:
-    """mode -> entries. Each file is read (and its units located) once per distinct alignment."""
+    """mode -> entries. Each file is read (and its units located) once per distinct alignment.
+    A file with no scored task (an empty run) is skipped with a printed message."""
     found = results.discover(result_dir, published_dir)
     published_models = {m for s, _, m, _ in found if s == "published"}
     cache: dict[tuple[Path, bool], Ranked] = {}
     out: dict[str, list[Entry]] = {}
+    modes = tuple(modes)
+    first_mode = modes[0] if modes else None
     for mode in modes:
         entries = []
         for source, method, model, path in found:
@@ -84,6 +87,11 @@ def load_entries(result_dir: str | os.PathLike = paths.RESULT_DIR, published_dir
                 else:
                     res = results.AttributionResult.load(path)
                 cache[path, spaceless] = Ranked(res.prompts)
+            if not cache[path, spaceless].prompts:
+                if mode == first_mode:  # once per file, not once per mode
+                    print(f"skipped {paths.shown(path)}: 0 tasks scored (every task failed, or "
+                          f"the run stopped before its first task)")
+                continue
             name = model
             if source == "computed" and model in published_models:
                 name = f"{model} (ours)"
@@ -109,7 +117,11 @@ def baseline_entries(ds: dataset.Dataset) -> list[Entry]:
 
 METRICS = ("precision", "recall", "f1", "alpha")
 #: columns appended to table2.csv after the original eight
-TABLE2_EXTRA = tuple(f"{m}_{b}" for m in METRICS for b in ("lo", "hi")) + ("n_tasks",)
+TABLE2_EXTRA = tuple(f"{m}_{b}" for m in METRICS for b in ("lo", "hi")) + ("n_tasks", "n_labelled",
+                                                                            "partial")
+#: a result scoring fewer than this share of the mode's labelled tasks is marked ``partial``
+#: (the published models score 1,131 to 1,134 of 1,134; a 5-task run scores 5)
+PARTIAL_BELOW = 0.95
 #: columns appended to table3.csv after the original five
 TABLE3_EXTRA = ("f1_lo", "f1_hi", "alpha_lo", "alpha_hi", "f1_min", "f1_max", "f1_sd",
                 "alpha_min", "alpha_max", "alpha_sd", "n_models", "n_tasks")
@@ -119,8 +131,8 @@ TABLE3_EXTRA = ("f1_lo", "f1_hi", "alpha_lo", "alpha_hi", "f1_min", "f1_max", "f
 class Tables:
     table2: pd.DataFrame          # mode, model, method, k, precision, recall, f1, alpha, + TABLE2_EXTRA
     table3: pd.DataFrame          # mode, method, k, f1, alpha (five-model mean), + TABLE3_EXTRA
-    by_benchmark: pd.DataFrame    # mode, benchmark, model, method, k, precision, recall, f1, alpha
-    label_coverage: pd.DataFrame  # mode, model, method, k, label, coverage
+    by_benchmark: pd.DataFrame    # mode, benchmark, model, method, k, precision, recall, f1, alpha, n_tasks
+    label_coverage: pd.DataFrame  # mode, model, method, k, label, coverage, n_tasks
     #: (mode, model, method, k) -> per-prompt statistics ``(prompts, 7)`` on the mode's index
     prompt_stats: dict | None = None
     #: mode -> the index's prompt texts (the rows of every ``prompt_stats`` array)
@@ -129,6 +141,9 @@ class Tables:
     findings: pd.DataFrame | None = None
     #: further tables written as ``<name>.csv`` (label corrections, accuracy vs alignment)
     extra: dict = field(default_factory=dict)
+    #: mode -> benchmark -> (tasks, mean whitespace words, mean human keywords) of the labelled
+    #: prompts (for the figures' captions)
+    prompt_sizes: dict = field(default_factory=dict)
 
 
 def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None,
@@ -140,10 +155,14 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
     one mode are paired) and, with ``with_baselines``, the three baselines as model ``baseline``."""
     ks = tuple(ks)
     rows, bench_rows, cov_rows = [], [], []
-    prompt_stats, prompt_lists = {}, {}
+    prompt_stats, prompt_lists, sizes = {}, {}, {}
     for mode, mode_entries in entries.items():
         ds, index = labels_of(mode, mirror)
         prompt_lists[mode] = index.prompts
+        sizes[mode] = {b: (len(ts), float(np.mean([len(t.prompt.split()) for t in ts])),
+                           float(np.mean([len(t.keywords) for t in ts])))
+                       for b in dataset.BENCHMARKS
+                       if (ts := [t for t in ds.tasks if t.benchmark == b])}
         bench_prompts = {b: [p for p, t in ds.prompts().items() if t.benchmark == b]
                          for b in dataset.BENCHMARKS}
         todo = list(mode_entries) + (baseline_entries(ds) if with_baselines else [])
@@ -162,7 +181,8 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                 rows.append((mode, e.model, e.method, k, *point))
                 if not e.expected_random:
                     for label, share in scorer.label_coverage(k).items():
-                        cov_rows.append((mode, e.model, e.method, k, label, share))
+                        cov_rows.append((mode, e.model, e.method, k, label, share,
+                                         scorer.n_prompts))
             if benchmarks and not e.expected_random:
                 for b, prompts in bench_prompts.items():
                     sub = Scorer(e.ranked, index, prompts)
@@ -171,15 +191,17 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                     for k in ks:
                         s = sub.score(k)
                         bench_rows.append((mode, b, e.model, e.method, k, s.precision,
-                                           s.recall, s.f1, s.alpha))
+                                           s.recall, s.f1, s.alpha, sub.n_prompts))
     metrics_cols = list(METRICS)
     table2 = pd.DataFrame(rows, columns=["mode", "model", "method", "k", *metrics_cols])
     boot = _bootstrap_cells(table2, prompt_stats, prompt_lists, resamples, seed)
     table2 = _with_intervals(table2, boot, prompt_stats)
     by_bench = pd.DataFrame(bench_rows, columns=["mode", "benchmark", "model", "method", "k",
-                                                 *metrics_cols])
-    coverage = pd.DataFrame(cov_rows, columns=["mode", "model", "method", "k", "label", "coverage"])
-    return Tables(table2, table3_of(table2, boot), by_bench, coverage, prompt_stats, prompt_lists)
+                                                 *metrics_cols, "n_tasks"])
+    coverage = pd.DataFrame(cov_rows, columns=["mode", "model", "method", "k", "label", "coverage",
+                                               "n_tasks"])
+    return Tables(table2, table3_of(table2, boot), by_bench, coverage, prompt_stats, prompt_lists,
+                  prompt_sizes=sizes)
 
 
 def _bootstrap_cells(table2: pd.DataFrame, prompt_stats: dict, prompt_lists: dict,
@@ -210,6 +232,9 @@ def _with_intervals(table2: pd.DataFrame, boot: dict, prompt_stats: dict) -> pd.
             out.loc[out.index[at], f"{metric}_hi"] = hi
     out["n_tasks"] = [int((prompt_stats[key][:, 4] > 0).sum()) for key in
                       zip(out["mode"], out.model, out.method, out.k)]
+    out["n_labelled"] = [len(prompt_stats[key]) for key in
+                         zip(out["mode"], out.model, out.method, out.k)]
+    out["partial"] = out.n_tasks < PARTIAL_BELOW * out.n_labelled
     return out
 
 
@@ -301,9 +326,33 @@ def write(tables: Tables, output_dir: str | os.PathLike = paths.ANALYSIS_OUTPUT_
     return written
 
 
+def published_only(t: Tables, entries: dict[str, list[Entry]]) -> Tables:
+    """The tables restricted to the published results and the baselines (what
+    ``analysis/output`` holds, whatever else ``experiment_result/`` contains)."""
+    keep = {e.model for es in entries.values() for e in es if e.source == "published"}
+    keep.add(baselines.MODEL)
+
+    def only(frame: pd.DataFrame) -> pd.DataFrame:
+        if "model" not in frame:
+            return frame
+        return frame[frame.model.isin(keep)].reset_index(drop=True)
+
+    stats_kept = {key: v for key, v in (t.prompt_stats or {}).items() if key[1] in keep}
+    return Tables(only(t.table2), t.table3, only(t.by_benchmark), only(t.label_coverage),
+                  stats_kept, t.prompts, t.findings, {n: only(f) for n, f in t.extra.items()},
+                  t.prompt_sizes)
+
+
 def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
-              mirror=None, figures: bool = True) -> Tables:
-    """Fetch what is missing, score every result in both modes, write tables and figures."""
+              mirror=None, figures: bool = True,
+              user_output_dir=paths.USER_OUTPUT_DIR) -> Tables:
+    """Fetch what is missing, score every result in both modes, write tables and figures.
+
+    ``output_dir`` (the committed ``analysis/output``) gets the published results and the
+    baselines only, so a rerun with the same data rewrites the same files. When
+    ``result_dir`` also holds runs of our own, the tables and figures with them go to
+    ``user_output_dir`` (``build/output``, git-ignored) and those tables are returned;
+    otherwise the published ones."""
     from . import fetch
 
     fetch.fetch(mirror=mirror, progress=False)
@@ -318,11 +367,22 @@ def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
     if outcomes.is_file():
         tables.extra["accuracy_alignment"] = accuracy_alignment(tables, load_outcomes(outcomes),
                                                                 mirror=mirror)
-    write(tables, output_dir)
-    if figures:
-        from . import plotting
-        plotting.all_figures(tables, output_dir)
-    return tables
+    published = published_only(tables, entries)
+    targets = [(published, output_dir)]
+    own = sorted({e.model for es in entries.values() for e in es if e.source == "computed"})
+    if own:
+        targets.append((tables, user_output_dir))
+    for t, folder in targets:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        write(t, folder)
+        if figures:
+            from . import plotting
+            plotting.all_figures(t, folder)
+    if own:
+        print(f"{paths.shown(output_dir)}: the published results only; with your runs "
+              f"({', '.join(own)}): {paths.shown(user_output_dir)}")
+        return tables
+    return published
 
 
 def corrections_frame(ds: dataset.Dataset) -> pd.DataFrame:

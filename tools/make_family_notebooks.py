@@ -72,7 +72,21 @@ print(summary)"""
 
 SCORE = """# F1 and alpha against the human keywords on the tasks done (corrected labels); the analysis
 # notebook scores every result file beside the published models
-pd.concat([aa.load(path).score(ks=(5, 10)) for path in summary.paths.values()], ignore_index=True)"""
+from IPython.display import Image, display
+
+from common import plotting
+
+scores = pd.concat([aa.load(path).score(ks=(5, 10)) for path in summary.paths.values()],
+                   ignore_index=True)
+display(scores)
+# embedded as a PNG, so the figure shows on GitHub too
+display(Image(plotting.to_png(plotting.run_bars(scores, title=f"F1 per method: {MODEL}, "
+                                                 f"{int(scores.n_tasks.max())} {BENCHMARK} tasks"))))"""
+
+SHOW = """shown = aa.load(summary.paths[SHOW_METHOD]).show(SHOW_TASK, k=TOP_K)
+display(shown)  # HTML in Jupyter
+if hasattr(shown, "to_png"):  # the same as an image, for viewers that drop HTML styles (GitHub)
+    display(Image(shown.to_png()))"""
 
 
 def notebook(title, what, selection, show, extra):
@@ -83,6 +97,8 @@ def notebook(title, what, selection, show, extra):
            "`aa.methods()`), `MODEL`, `BENCHMARK`, `LIMIT`, `DEFINITIONS`, `VARIANT`, `DEVICE`, "
            "`DTYPE`, `BATCH_SIZE`, `THREADS`, `RESULT_DIR`, `SHOW_METHOD`, `SHOW_TASK`, `TOP_K`"
            + (", `OPTIONS`, `BACKEND_OPTIONS`" if extra else "") + ".\n\n"
+           "Defaults: SmolLM2-135M (offline) on the first 2 MBPP tasks on the CPU; the test "
+           "suite runs this notebook with `MODEL=\"tiny-gpt2\"`, `LIMIT=1` (a random model).\n\n"
            "All logic is in the package: the same run from a shell is `python -m attention_alignment` "
            "(`make attention`, `make perturbation`). Runs resume where they stopped."),
         code(PARAMETERS.format(selection=selection, show=show, extra=extra).rstrip() + "\n",
@@ -91,10 +107,11 @@ def notebook(title, what, selection, show, extra):
         code(SCORE),
         md("One prompt: each word shaded by its score, the method's top-k boxed, the human keywords "
            "underlined, and the code the model generated."),
-        code("aa.load(summary.paths[SHOW_METHOD]).show(SHOW_TASK, k=TOP_K)"),
+        code(SHOW),
     ]
     nb = nbf.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["kernelspec"] = {"display_name": "Python (attention-alignment)", "language": "python",
+                                 "name": "attention-alignment"}
     return nb
 
 

@@ -15,20 +15,30 @@ cells = [
        "* **corrected**: corrected labels (exclusive MBPP ends, the six `None` words restored, "
        "the stray `Type2` rows dropped) and plain left-to-right alignment.\n\n"
        "Outputs go to `analysis/output/`: `table2.csv`, `table3.csv`, "
-       "`table2_by_benchmark.csv`, `label_coverage.csv` and PNG figures."),
-    code("# Parameters (papermill)\nRESULT_DIR = \"../experiment_result\"\n"
-         "OUTPUT_DIR = \"output\"\nDATA_MIRROR = \"\"\nFIGURE_K = 10",
+       "`table2_by_benchmark.csv`, `label_coverage.csv` and PNG figures, built from the "
+       "published results only; with runs of your own in `RESULT_DIR`, the tables and figures "
+       "including them go to `USER_OUTPUT_DIR` (git-ignored `build/output/`).\n\n"
+       "Parameters (next cell; papermill `-p NAME value`): `RESULT_DIR` (published pickles in "
+       "`published/`, our `*.jsonl`), `OUTPUT_DIR`, `USER_OUTPUT_DIR`, `DATA_MIRROR` (\"\": "
+       "`$DATA_MIRROR`, else download), `FIGURE_K` (k of the figures shown)."),
+    code("# Parameters (papermill): see the first cell\nRESULT_DIR = \"../experiment_result\"\n"
+         "OUTPUT_DIR = \"output\"\nUSER_OUTPUT_DIR = \"../build/output\"\nDATA_MIRROR = \"\"\n"
+         "FIGURE_K = 10",
          metadata={"tags": ["parameters"]}),
     code("import os\nimport time\n\nimport pandas as pd\nfrom IPython.display import Image, display\n\n"
-         "from common import tables\n\n"
+         "from common import plotting, tables\n\n"
          "pd.set_option(\"display.width\", 200)\n"
          "pd.set_option(\"display.max_columns\", 20)\n"
          "start = time.perf_counter()\n"
-         "T = tables.reproduce(RESULT_DIR, OUTPUT_DIR, mirror=DATA_MIRROR or None)\n"
+         "T = tables.reproduce(RESULT_DIR, OUTPUT_DIR, mirror=DATA_MIRROR or None,\n"
+         "                     user_output_dir=USER_OUTPUT_DIR)\n"
          "n = T.table2[[\"mode\", \"model\", \"method\"]].drop_duplicates().shape[0]\n"
          "print(f\"fetched, loaded, scored and plotted {n} (mode, model, method) results \"\n"
          "      f\"in {time.perf_counter() - start:.1f} s\")\n"
-         "print(sorted(os.listdir(OUTPUT_DIR)))"),
+         "print(sorted(os.listdir(OUTPUT_DIR)))\n"
+         "# the figures shown: those with your own runs when there are any\n"
+         "published = set(plotting.MODEL_ORDER) | {\"baseline\"}\n"
+         "SHOWN = OUTPUT_DIR if set(T.table2.model) <= published else USER_OUTPUT_DIR"),
     md("## Table 3, paper mode, beside the published values\n\n"
        "Mean over the five open models; F1 at the paper's rounding (0.1%), alpha at 0.01."),
     code("cmp = tables.compare_with_paper(T.table3, \"paper\")\n"
@@ -57,12 +67,13 @@ cells = [
     md("F1 and alpha of every method and model at k = 5, 10, 20 are in "
        "`output/metrics_paper.png` and `output/metrics_corrected.png`; shown here: the "
        "method x model heatmap, alignment per label type and HumanEval against MBPP."),
-    code("for name in sorted(os.listdir(OUTPUT_DIR)):\n"
+    code("for name in sorted(os.listdir(SHOWN)):\n"
          "    if (name.endswith(f\"k{FIGURE_K}_corrected.png\")\n"
          "            or name == f\"heatmap_f1_k{FIGURE_K}_paper.png\"):\n"
          "        print(name)\n"
-         "        display(Image(filename=os.path.join(OUTPUT_DIR, name), width=800))"),
+         "        display(Image(filename=os.path.join(SHOWN, name), width=800))"),
 ]
 nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb.metadata["kernelspec"] = {"name": "attention-alignment", "display_name": "Python (attention-alignment)",
+                             "language": "python"}
 nbf.write(nb, "analysis/reproduce.ipynb")
