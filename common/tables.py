@@ -345,20 +345,23 @@ def published_only(t: Tables, entries: dict[str, list[Entry]]) -> Tables:
 
 def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
               mirror=None, figures: bool = True,
-              user_output_dir=paths.USER_OUTPUT_DIR) -> Tables:
+              user_output_dir=paths.USER_OUTPUT_DIR, resamples: int = stats.DEFAULT_RESAMPLES,
+              permutations: int = 2000) -> Tables:
     """Fetch what is missing, score every result in both modes, write tables and figures.
 
     ``output_dir`` (the committed ``analysis/output``) gets the published results and the
     baselines only, so a rerun with the same data rewrites the same files. When
     ``result_dir`` also holds runs of our own, the tables and figures with them go to
     ``user_output_dir`` (``build/output``, git-ignored) and those tables are returned;
-    otherwise the published ones."""
+    otherwise the published ones. ``resamples`` / ``permutations``: bootstrap resamples of the
+    intervals and permutations of the paired tests (the committed outputs use the defaults;
+    fewer only for smoke runs)."""
     from . import fetch
 
     fetch.fetch(mirror=mirror, progress=False)
     entries = load_entries(result_dir)
-    tables = compute(entries, mirror=mirror)
-    tables.findings = findings_tests(tables)
+    tables = compute(entries, mirror=mirror, resamples=resamples)
+    tables.findings = findings_tests(tables, resamples=max(resamples, 1), permutations=permutations)
     ds, _ = labels_of("corrected", mirror)
     tables.extra["label_corrections"] = corrections_frame(ds)
     if "corrected" in entries:
@@ -366,7 +369,7 @@ def reproduce(result_dir=paths.RESULT_DIR, output_dir=paths.ANALYSIS_OUTPUT_DIR,
     outcomes = paths.OTHER_DATA_DIR / "execution_outcomes.csv"
     if outcomes.is_file():
         tables.extra["accuracy_alignment"] = accuracy_alignment(tables, load_outcomes(outcomes),
-                                                                mirror=mirror)
+                                                                resamples=max(resamples, 1), mirror=mirror)
     published = published_only(tables, entries)
     targets = [(published, output_dir)]
     own = sorted({e.model for es in entries.values() for e in es if e.source == "computed"})

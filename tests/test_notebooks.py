@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
-
-papermill = pytest.importorskip("papermill")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT.parent / "shared"
@@ -18,12 +17,17 @@ MIRROR = ROOT.parent / "shared"
 pytestmark = pytest.mark.notebooks
 
 
+@pytest.fixture(autouse=True)
+def kernel_env(monkeypatch):
+    # the kernel (a subprocess) imports this checkout, not an installed copy, on one thread
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def _execute(notebook: str, out: Path, parameters: dict) -> nbformat.NotebookNode:
     src = ROOT / notebook
     target = out / src.name
-    # the kernel (a subprocess) imports this checkout, not an installed copy
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     papermill.execute_notebook(str(src), str(target), parameters=parameters, kernel_name="python3",
                                cwd=str(src.parent), progress_bar=False, log_output=False)
     return nbformat.read(target, as_version=4)
@@ -58,7 +62,7 @@ def test_reproduce_notebook_on_the_published_data(tmp_path):
         pytest.fail(f"the published data mirror {MIRROR} is missing")
     nb = _execute("analysis/reproduce.ipynb", tmp_path,
                   {"DATA_MIRROR": str(MIRROR), "OUTPUT_DIR": str(tmp_path / "output"),
-                   "USER_OUTPUT_DIR": str(tmp_path / "user"),
+                   "USER_OUTPUT_DIR": str(tmp_path / "user"), "RESAMPLES": 20, "PERMUTATIONS": 20,
                    "RESULT_DIR": str(ROOT / "experiment_result")})
     assert (tmp_path / "output" / "table3.csv").is_file()
     assert _pngs(nb) >= 1

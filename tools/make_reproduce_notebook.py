@@ -20,10 +20,12 @@ cells = [
        "including them go to `USER_OUTPUT_DIR` (git-ignored `build/output/`).\n\n"
        "Parameters (next cell; papermill `-p NAME value`): `RESULT_DIR` (published pickles in "
        "`published/`, our `*.jsonl`), `OUTPUT_DIR`, `USER_OUTPUT_DIR`, `DATA_MIRROR` (\"\": "
-       "`$DATA_MIRROR`, else download), `FIGURE_K` (k of the figures shown)."),
+       "`$DATA_MIRROR`, else download), `FIGURE_K` (k of the figures shown), `RESAMPLES` and "
+       "`PERMUTATIONS` (bootstrap resamples and permutations of the intervals and tests; "
+       "smaller only for smoke runs)."),
     code("# Parameters (papermill): see the first cell\nRESULT_DIR = \"../experiment_result\"\n"
          "OUTPUT_DIR = \"output\"\nUSER_OUTPUT_DIR = \"../build/output\"\nDATA_MIRROR = \"\"\n"
-         "FIGURE_K = 10",
+         "FIGURE_K = 10\nRESAMPLES = 1000\nPERMUTATIONS = 2000",
          metadata={"tags": ["parameters"]}),
     code("import os\nimport time\n\nimport pandas as pd\nfrom IPython.display import Image, display\n\n"
          "from common import plotting, tables\n\n"
@@ -31,7 +33,8 @@ cells = [
          "pd.set_option(\"display.max_columns\", 20)\n"
          "start = time.perf_counter()\n"
          "T = tables.reproduce(RESULT_DIR, OUTPUT_DIR, mirror=DATA_MIRROR or None,\n"
-         "                     user_output_dir=USER_OUTPUT_DIR)\n"
+         "                     user_output_dir=USER_OUTPUT_DIR, resamples=RESAMPLES,\n"
+         "                     permutations=PERMUTATIONS)\n"
          "n = T.table2[[\"mode\", \"model\", \"method\"]].drop_duplicates().shape[0]\n"
          "print(f\"fetched, loaded, scored and plotted {n} (mode, model, method) results \"\n"
          "      f\"in {time.perf_counter() - start:.1f} s\")\n"
