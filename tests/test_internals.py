@@ -95,3 +95,14 @@ def test_parts_can_be_skipped_and_bad_positions_are_refused():
         internals(lm.model, ids, [len(ids)], [])
     with pytest.raises(ValueError, match="no attention row"):
         internals(lm.model, ids, [], [])
+
+
+def test_per_step_reference_computes_no_weight_gradient_and_restores_the_model():
+    lm = build_model("gpt2")
+    prompt, new = sequence()
+    lm.model.transformer.h[0].mlp.c_fc.weight.requires_grad_(False)  # a frozen part stays frozen
+    before = {name: p.requires_grad for name, p in lm.model.named_parameters()}
+    ref = per_step_gradients(lm.model, prompt, new[:3], steps=[2])
+    assert ref[2].grad.abs().max() > 0
+    assert all(p.grad is None for p in lm.model.parameters())
+    assert {name: p.requires_grad for name, p in lm.model.named_parameters()} == before
