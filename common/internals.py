@@ -27,7 +27,9 @@ respected without knowing them. Modules that compute attention themselves and re
 probabilities (eager models; XGLM, which has no SDPA path in transformers) are read by the
 forward hook of :mod:`self_attention_based.capture` in the same pass instead, at eager cost.
 The rows are computed from detached tensors, so they add nothing to the backward graph, and
-peak memory is that of the SDPA forward + backward.
+peak memory is that of the SDPA forward + backward (the batched backward holds one cotangent
+per target). The interface entry is replaced process-wide during the call (other models pass
+through untouched), so do not call this concurrently from several threads.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _capture_rows(model, rows: list[int], store: dict):
     """Fill ``store[layer] = (heads, len(rows), keys)`` during a forward pass of ``model``."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    layers = {id(m): (i, index) for i, (m, index) in enumerate(attention_modules(model))}
+    modules = attention_modules(model)
+    layers = {id(m): (i, index) for i, (m, index) in enumerate(modules)}
     impl = str(getattr(model.config, "_attn_implementation", None) or "eager")
     patched = impl != "eager" and impl in ALL_ATTENTION_FUNCTIONS
     if patched:
@@ -130,9 +133,12 @@ def _capture_rows(model, rows: list[int], store: dict):
         return type(output)(out) if isinstance(output, tuple) else out
 
     handles = [m.register_forward_hook(lambda m, a, o, layer=i, index=index: hook(m, a, o, layer, index))
-               for i, (m, index) in enumerate(attention_modules(model))]
+               for i, (m, index) in enumerate(modules)]
     try:
         yield
+        if len(store) != len(modules):
+            raise AttentionUnavailable(f"{type(model).__name__}: the forward pass gave attention rows of "
+                                       f"{len(store)} of {len(modules)} attention modules")
     finally:
         for h in handles:
             h.remove()
@@ -228,10 +234,6 @@ def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], att
     t2 = time.perf_counter()
     att = None
     if rows:
-        expected = len(attention_modules(model))
-        if len(store) != expected:
-            raise AttentionUnavailable(f"{type(model).__name__}: the forward pass gave attention rows of "
-                                       f"{len(store)} of {expected} attention modules")
         att = torch.stack([store[i] for i in sorted(store)]).cpu()
         if att.shape[-1] < n:
             att = torch.nn.functional.pad(att, (0, n - att.shape[-1]))
