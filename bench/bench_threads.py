@@ -53,6 +53,7 @@ def main() -> None:
             for task in tasks:
                 ours(lm, task, "cpu")
             times.setdefault(label, []).append(time.perf_counter() - t0)
+            print(f"  {label}: {times[label][-1]:.2f} s", flush=True)
     med = {label: statistics.median(v) for label, v in times.items()}
     best = min(med.values())
     for label, _ in labels:
