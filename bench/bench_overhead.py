@@ -14,6 +14,11 @@ Per model and benchmark (first N MBPP and HumanEval tasks):
 * the ratio ours / bare: the median over ``--repeats`` interleaved repeats (bare and ours
   alternate per task, so load changes hit both), and the phase breakdown of ours.
 
+With ``--memory N``: peak resident memory over the loaded model of one task's internals on an
+N-token random sequence (rows and targets 400 tokens before the end and at the end), each in a
+fresh subprocess: this path (SDPA), today's gradient pass on SDPA (full logits), and today's
+attention capture + gradient pass on an eager model.
+
 Then, not timed, the scores of this path against today's (``two_step_gradients`` on the same
 SDPA model, ``capture.attention_rows`` on an eager copy): max |difference| of the saliency and
 input x gradient vectors and of the attention rows.
@@ -22,8 +27,10 @@ input x gradient vectors and of the attention rows.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -175,6 +182,52 @@ def compare_with_today(lm, eager, tasks) -> dict:
     return diff
 
 
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(name: str, mode: str, n: int, device: str, dtype: str | None) -> None:
+    """One measurement (run in a fresh process by :func:`memory`); prints JSON."""
+    lm = load(name, device, dtype, attn="eager" if mode == "today" else "sdpa")
+    torch.manual_seed(0)
+    ids = torch.randint(0, min(len(lm.tokenizer), lm.model.config.vocab_size), (n,))
+    with torch.no_grad():
+        lm.model(input_ids=ids[None, :8].to(device))  # warm up allocator and kernels
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak: loading does not count
+        base = _rss("VmRSS")
+    p = n - 400
+    if mode == "internals":
+        internals(lm.model, ids, [p, n - 2], [p - 1, n - 2])
+    else:
+        if mode == "today":
+            attention_rows(lm.model, ids, [p, n - 2])
+        two_step_gradients(lm.model, ids[:p], ids[p:])
+    peak = torch.cuda.max_memory_allocated() if cuda else _rss("VmHWM")
+    print(json.dumps({"mb": (peak - base) / 2**20}))
+
+
+def memory(name: str, n: int, device: str, dtype: str | None, threads_: int) -> dict:
+    out = {}
+    for mode in ("internals", "sdpa_two_step", "today"):
+        cmd = [sys.executable, __file__, "--memory-child", mode, "--models", name, "--memory", str(n),
+               "--device", device, "--threads", str(threads_)] + (["--dtype", dtype] if dtype else [])
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if res.returncode != 0:
+            out[mode] = f"failed: {res.stderr.strip().splitlines()[-1] if res.stderr else res.returncode}"
+        else:
+            out[mode] = f"{json.loads(res.stdout.strip().splitlines()[-1])['mb']:.0f} MB"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2,tiny")
@@ -185,8 +238,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ratios measured "
                     "on one thread; 0: the machine default of common.threads)")
     ap.add_argument("--no-compare", action="store_true", help="skip the score comparison with today's path")
+    ap.add_argument("--memory", type=int, default=0, metavar="N",
+                    help="also measure peak memory on an N-token sequence (e.g. 1000)")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     header = threads.apply(args.threads or None)
+    if args.memory_child:
+        memory_child(args.models, args.memory_child, args.memory, args.device, args.dtype)
+        return
     print(f"# torch {torch.__version__}, {header}, device {args.device}, dtype {args.dtype or 'float32'}")
     ds = dataset.load()
     benches = {b: ds.select(b, args.tasks) for b in ("mbpp", "humaneval")}
@@ -211,6 +270,11 @@ def main() -> None:
             print("max |difference| vs today's path (two_step_gradients, capture.attention_rows on eager): "
                   + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
             del eager
+        if args.memory:
+            m = memory(name, args.memory, args.device, args.dtype, args.threads)
+            print(f"peak memory over the loaded model, {args.memory}-token sequence: this path (SDPA) "
+                  f"{m['internals']}, today's gradient pass on SDPA {m['sdpa_two_step']}, today's capture "
+                  f"+ gradient pass (eager) {m['today']}")
         del lm
 
 
