@@ -98,5 +98,7 @@ bench: setup
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_harness.py
 	$(BIN)/python bench/bench_attention.py --models tiny,smollm2 --tasks 3 --threads 1
+	$(BIN)/python bench/bench_overhead.py --models smollm2,tiny --tasks 5 --repeats 3 --threads 1
+	$(BIN)/python bench/bench_threads.py --model smollm2 --tasks 2
 	$(BIN)/python bench/bench_perturbation.py --models tiny,smollm2 --tasks 1 --batch-size 32 \
 		--max-new-tokens 48 --threads 1

@@ -9,7 +9,10 @@ Three figures per model:
 1. throughput: tasks/s of the whole pipeline (one greedy generation + all ten methods) on the
    first N tasks, with the time split into generation, attention pass and gradient passes;
 2. gradient path vs the per-step (ecco) reference on one ~100-token generation: time of each,
-   the ratio, and the largest difference of the vectors at the first and last step;
+   the ratio, and the largest difference of the vectors at the first and last step. The
+   reference freezes the weights (input gradients only, as the libraries do); when captum is
+   installed (optional, not in requirements.txt) its per-step ``LLMGradientAttribution`` over
+   the same tokens is timed too, the figure a user would otherwise get;
 3. peak memory of one forward pass over a 1,000-token sequence: plain, with our two-row
    attention capture, and with ``output_attentions=True`` (each in a fresh subprocess; CPU:
    peak resident memory over the loaded model; CUDA: ``max_memory_allocated``).
@@ -27,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +137,38 @@ def gradient_ratio(lm, tokens: int, device) -> dict:
     t2 = time.perf_counter()
     diff = max(float((r(f) - r(ref[s])).abs().max()) for f, s in ((fast[0], 0), (fast[1], n - 1))
                for r in (saliency, input_x_gradient))
-    return {"prompt_tokens": len(gen.prompt_ids), "generated_tokens": n, "two_pass_s": t1 - t0,
-            "per_step_s": t2 - t1, "ratio": (t2 - t1) / (t1 - t0), "max_abs_diff": diff}
+    out = {"prompt_tokens": len(gen.prompt_ids), "generated_tokens": n, "two_pass_s": t1 - t0,
+           "per_step_s": t2 - t1, "ratio": (t2 - t1) / (t1 - t0), "max_abs_diff": diff}
+    captum_s = time_captum(lm, gen, device)
+    if captum_s is not None:
+        out["captum_s"] = captum_s
+        out["captum_ratio"] = captum_s / (t1 - t0)
+    return out
+
+
+def time_captum(lm, gen, device) -> float | None:
+    """Seconds of captum's per-step gradient attribution of every generated token (None: no captum).
+
+    Its target is the log-probability (ours: the probability; the gradients differ by the factor
+    1/p per step, the work is the same): one forward and one input-gradient backward per step."""
+    try:
+        from captum.attr import LayerGradientXActivation, LLMGradientAttribution, TextTokenInput
+    except ImportError:
+        return None
+    method = LLMGradientAttribution(
+        LayerGradientXActivation(lm.model, lm.model.get_input_embeddings(), multiply_by_inputs=False),
+        lm.tokenizer)
+    inp = TextTokenInput(gen.prompt, lm.tokenizer)
+    # Same input tokens as ours (captum's own encode may add special tokens).
+    inp.inp_tensor = inp.itp_tensor = gen.prompt_ids[None].clone()
+    inp.values = lm.tokenizer.convert_ids_to_tokens(gen.prompt_ids.tolist())
+    inp.n_itp_features = len(inp.values)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # its display-token decoding warns on byte-level BPE
+        warnings.simplefilter("ignore", UserWarning)
+        method.attribute(inp, target=gen.new_ids.to(device))
+    sync(device)
+    return time.perf_counter() - t0
 
 
 _MEMORY_CHILD = """
@@ -238,6 +272,9 @@ def main() -> None:
                   f"two backward passes {r['two_pass_s']:.2f} s, per-step reference {r['per_step_s']:.2f} s, "
                   f"ratio {r['ratio']:.1f}x, max |difference| of the normalised vectors "
                   f"{r['max_abs_diff']:.1e}")
+            print("captum per-step LLMGradientAttribution: " + (
+                f"{r['captum_s']:.2f} s, ratio {r['captum_ratio']:.1f}x" if "captum_s" in r
+                else "not installed (pip install captum to time it)"))
         if "memory" not in skip:
             r = memory(name, args.device, args.dtype, args.seq_len)
             n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)

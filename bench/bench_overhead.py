@@ -1,0 +1,282 @@
+"""Overhead of all ten model-internal methods over a bare greedy generation (figures printed).
+
+    DATA_MIRROR=../shared python bench/bench_overhead.py                  # SmolLM2 + tiny, CPU, 1 thread
+    python bench/bench_overhead.py --models tiny --tasks 2 --repeats 1   # quick
+    python bench/bench_overhead.py --device cuda
+
+Per model and benchmark (first N MBPP and HumanEval tasks):
+
+* bare: ``model.generate`` (greedy, SDPA attention, the project's ``models.generate``) of each task;
+* ours: the same generation, then everything the ten methods need for the task: the coding
+  position, one :func:`common.internals.internals` call (the reading and coding attention rows
+  and both gradient targets from one SDPA forward and one batched backward) and the ten
+  methods' score reductions;
+* the ratio ours / bare: the median over ``--repeats`` interleaved repeats (bare and ours
+  alternate per task, so load changes hit both), and the phase breakdown of ours.
+
+With ``--memory N``: peak resident memory over the loaded model of one task's internals on an
+N-token random sequence (rows and targets 400 tokens before the end and at the end), each in a
+fresh subprocess: this path (SDPA), today's gradient pass on SDPA (full logits), and today's
+attention capture + gradient pass on an eager model.
+
+Then, not timed, the scores of this path against today's (``two_step_gradients`` on the same
+SDPA model, ``capture.attention_rows`` on an eager copy): max |difference| of the saliency and
+input x gradient vectors and of the attention rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from common import dataset, models, threads  # noqa: E402
+from common.example import Example, TaskFailure  # noqa: E402
+from common.internals import internals  # noqa: E402
+from gradient_based.gradients import input_x_gradient, saliency, two_step_gradients  # noqa: E402
+from self_attention_based.capture import attention_rows  # noqa: E402
+from self_attention_based.layers import REDUCTIONS  # noqa: E402
+
+
+def load(name: str, device: str, dtype: str | None, attn: str = "sdpa") -> models.LoadedModel:
+    """``tiny`` (2-layer random Llama, the tests' tokenizer) or any ``load_model`` name."""
+    if name == "tiny":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from tests.tiny_models import build_model
+        lm = build_model("llama", attn_implementation=attn)
+        lm.model.to(device)
+        lm.device = device
+        return lm
+    return models.load_model(name, device=device, dtype=dtype, attn_implementation=attn)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def budget(lm, task) -> int:
+    return min(models.generation_budget(lm, task.reference),
+               (lm.context_length or 10**9) - len(models.encode(lm, task.model_prompt)))
+
+
+def positions(example: Example) -> tuple[list[int], list[int]]:
+    """Attention rows and gradient targets of the ten methods: reading row P and coding row
+    (when the generation has a function body); targets P - 1 (first generated token) and
+    P + n - 2 (last generated token)."""
+    p, n = example.prompt_len, example.n_new
+    rows = [example.reading_index]
+    try:
+        if example.coding_index not in rows:
+            rows.append(example.coding_index)
+    except TaskFailure:
+        pass
+    targets = sorted({p - 1, p + n - 2})
+    return rows, targets
+
+
+def method_scores(example: Example, inner) -> dict[str, object]:
+    """The ten methods' prompt scores from one :class:`Internals` (what the run loop will do)."""
+    p, n = example.prompt_len, example.n_new
+    out = {}
+    for stage, row in (("reading", example.reading_index), ("coding", None)):
+        if stage == "coding":
+            try:
+                row = example.coding_index
+            except TaskFailure:
+                continue
+        for suffix, (_, reduce) in REDUCTIONS.items():
+            out[f"{stage}_{suffix}"] = reduce(inner.row(row))[:p].numpy()
+    for stage, q in (("reading", p - 1), ("coding", p + n - 2)):
+        g = inner.gradient(q)
+        out[f"saliency_{stage}"] = saliency(g)[:p].numpy()
+        out[f"inputxgradient_{stage}"] = input_x_gradient(g)[:p].numpy()
+    return out
+
+
+def ours(lm, task, device) -> tuple[object, dict]:
+    """Generation + everything the ten methods need; returns the generation and phase seconds."""
+    t0 = time.perf_counter()
+    gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
+    sync(device)
+    t1 = time.perf_counter()
+    phases = {"generation": t1 - t0}
+    if len(gen.new_ids) == 0:
+        return gen, phases
+    ex = Example(lm, task, gen)
+    rows, targets = positions(ex)
+    t2 = time.perf_counter()
+    inner = internals(lm.model, ex.ids, rows, targets)
+    t3 = time.perf_counter()
+    method_scores(ex, inner)
+    t4 = time.perf_counter()
+    phases.update({"positions": t2 - t1, "forward + rows": inner.timings["forward"],
+                   "batched backward": inner.timings["backward"],
+                   "internals other": (t3 - t2) - inner.timings["forward"] - inner.timings["backward"],
+                   "scores": t4 - t3})
+    return gen, phases
+
+
+def bare(lm, task, device) -> float:
+    t0 = time.perf_counter()
+    models.generate(lm, [task.model_prompt], budget(lm, task))
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def overhead(lm, tasks, device, repeats: int) -> dict:
+    bare_totals, our_totals, phase_sums = [], [], {}
+    tokens = 0
+    for rep in range(repeats):
+        b = o = 0.0
+        for task in tasks:
+            b += bare(lm, task, device)
+            gen, phases = ours(lm, task, device)
+            o += sum(phases.values())
+            if rep == 0:
+                tokens += len(gen.prompt_ids) + len(gen.new_ids)
+            for k, v in phases.items():
+                phase_sums[k] = phase_sums.get(k, 0.0) + v
+        bare_totals.append(b)
+        our_totals.append(o)
+    ratios = [o / b for o, b in zip(our_totals, bare_totals)]
+    total = sum(phase_sums.values())
+    # The same ratio within ours alone (all of it over its own generation phase): free of the
+    # load changes between the bare and our generations on a shared machine.
+    within = total / phase_sums["generation"]
+    return {"within": within, "bare_s": statistics.median(bare_totals),
+            "ours_s": statistics.median(our_totals), "ratio": statistics.median(ratios), "ratios": ratios,
+            "tokens": tokens,
+            "phases": {k: v / total for k, v in phase_sums.items()}}
+
+
+def compare_with_today(lm, eager, tasks) -> dict:
+    """Max |difference| of this path's scores vs today's two-step gradients and capture rows."""
+    diff = {"saliency": 0.0, "inputxgradient": 0.0, "attention rows": 0.0}
+    for task in tasks:
+        gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
+        if len(gen.new_ids) == 0:
+            continue
+        ex = Example(lm, task, gen)
+        rows, targets = positions(ex)
+        inner = internals(lm.model, ex.ids, rows, targets)
+        reading, coding = two_step_gradients(lm.model, gen.prompt_ids, gen.new_ids)
+        p, n = ex.prompt_len, ex.n_new
+        for g, q in ((reading, p - 1), (coding, p + n - 2)):
+            for name, reduce in (("saliency", saliency), ("inputxgradient", input_x_gradient)):
+                d = float((reduce(g) - reduce(inner.gradient(q))).abs().max())
+                diff[name] = max(diff[name], d)
+        today = attention_rows(eager.model, ex.ids, rows)
+        diff["attention rows"] = max(diff["attention rows"], float((today - inner.attention).abs().max()))
+    return diff
+
+
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(name: str, mode: str, n: int, device: str, dtype: str | None) -> None:
+    """One measurement (run in a fresh process by :func:`memory`); prints JSON."""
+    lm = load(name, device, dtype, attn="eager" if mode == "today" else "sdpa")
+    torch.manual_seed(0)
+    ids = torch.randint(0, min(len(lm.tokenizer), lm.model.config.vocab_size), (n,))
+    with torch.no_grad():
+        lm.model(input_ids=ids[None, :8].to(device))  # warm up allocator and kernels
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak: loading does not count
+        base = _rss("VmRSS")
+    p = n - 400
+    if mode == "internals":
+        internals(lm.model, ids, [p, n - 2], [p - 1, n - 2])
+    else:
+        if mode == "today":
+            attention_rows(lm.model, ids, [p, n - 2])
+        two_step_gradients(lm.model, ids[:p], ids[p:])
+    peak = torch.cuda.max_memory_allocated() if cuda else _rss("VmHWM")
+    print(json.dumps({"mb": (peak - base) / 2**20}))
+
+
+def memory(name: str, n: int, device: str, dtype: str | None, threads_: int) -> dict:
+    out = {}
+    for mode in ("internals", "sdpa_two_step", "today"):
+        cmd = [sys.executable, __file__, "--memory-child", mode, "--models", name, "--memory", str(n),
+               "--device", device, "--threads", str(threads_)] + (["--dtype", dtype] if dtype else [])
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if res.returncode != 0:
+            out[mode] = f"failed: {res.stderr.strip().splitlines()[-1] if res.stderr else res.returncode}"
+        else:
+            out[mode] = f"{json.loads(res.stdout.strip().splitlines()[-1])['mb']:.0f} MB"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2,tiny")
+    ap.add_argument("--tasks", type=int, default=5, help="tasks per benchmark")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, choices=models.DTYPES)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ratios measured "
+                    "on one thread; 0: the machine default of common.threads)")
+    ap.add_argument("--no-compare", action="store_true", help="skip the score comparison with today's path")
+    ap.add_argument("--memory", type=int, default=0, metavar="N",
+                    help="also measure peak memory on an N-token sequence (e.g. 1000)")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    header = threads.apply(args.threads or None)
+    if args.memory_child:
+        memory_child(args.models, args.memory_child, args.memory, args.device, args.dtype)
+        return
+    print(f"# torch {torch.__version__}, {header}, device {args.device}, dtype {args.dtype or 'float32'}")
+    ds = dataset.load()
+    benches = {b: ds.select(b, args.tasks) for b in ("mbpp", "humaneval")}
+    for name in args.models.split(","):
+        lm = load(name, args.device, args.dtype)
+        n_params = sum(p.numel() for p in lm.model.parameters()) / 1e6
+        print(f"\n## {name}: {lm.model.config.model_type}, {n_params:.0f}M parameters, attention "
+              f"{lm.model.config._attn_implementation}")
+        for bench, tasks in benches.items():
+            for task in tasks[:1]:  # warm-up (allocator, kernels), not timed
+                ours(lm, task, args.device)
+            r = overhead(lm, tasks, args.device, args.repeats)
+            phases = ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["phases"].items())
+            print(f"{bench:<9} {len(tasks)} tasks ({r['tokens']} tokens): "
+                  f"bare generation {r['bare_s']:.2f} s, "
+                  f"generation + ten methods {r['ours_s']:.2f} s, ratio {r['ratio']:.3f}x "
+                  f"(repeats {', '.join(f'{x:.3f}' for x in r['ratios'])}; ours over its own generation "
+                  f"{r['within']:.3f}x); time of ours: {phases}")
+        if not args.no_compare:
+            eager = load(name, args.device, args.dtype, attn="eager")
+            d = compare_with_today(lm, eager, [t for ts in benches.values() for t in ts])
+            print("max |difference| vs today's path (two_step_gradients, capture.attention_rows on eager): "
+                  + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
+            del eager
+        if args.memory:
+            m = memory(name, args.memory, args.device, args.dtype, args.threads)
+            print(f"peak memory over the loaded model, {args.memory}-token sequence: this path (SDPA) "
+                  f"{m['internals']}, today's gradient pass on SDPA {m['sdpa_two_step']}, today's capture "
+                  f"+ gradient pass (eager) {m['today']}")
+        del lm
+
+
+if __name__ == "__main__":
+    main()
