@@ -27,18 +27,18 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
     """Run methods over benchmark tasks into result files (the CLI's run, from Python).
 
     ``methods``: names, or a ``family`` (``all`` = the ten model-internal methods). ``limit``:
-    first n tasks (None: all). ``options``: method options, applied to the methods that have
-    them (e.g. ``nsamples=20``). ``backend_options``: e.g. ``{"base_url": ..., "max_cost_usd":
-    5}`` for a chat model. Returns the run summary (``summary.paths``: method -> result file).
+    first n tasks (None: all). ``threads``: torch CPU threads (None: the idle physical cores).
+    ``options``: method options, applied to the methods that have them (e.g. ``nsamples=20``).
+    ``backend_options``: e.g. ``{"base_url": ..., "max_cost_usd": 5}`` for a chat model.
+    Returns the run summary (``summary.paths``: method -> result file).
     """
     from common import paths
+    from common import threads as threads_
     from common.generation_cache import DEFAULT_PATH
 
     from . import runner
 
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    print(threads_.apply(threads))
     chosen = catalogue.select(methods, family, variant)
     if definitions != "unified":
         options = {"definitions": definitions, **options}
@@ -48,7 +48,6 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
         raise ValueError(f"no selected method has the option {', '.join(unused)}")
     backend = backends.build(model, device=device, dtype=dtype, batch_size=batch_size,
                              cache_path=cache or DEFAULT_PATH,
-                             attention=any(m.family == "self_attention" for m in chosen),
                              **(backend_options or {}))
     tasks = dataset.load(labels).select(benchmark, limit)
     return runner.run(chosen, backend, tasks, output or paths.RESULT_DIR, progress=progress)
@@ -98,12 +97,13 @@ def attribute(model, prompt: str, method: str | Method = "saliency_coding", *, d
     if options:
         m = m.configure(**options)
     if isinstance(model, str | models.LoadedModel):
-        backend = backends.build(model, device=device, dtype=dtype,
-                                 attention=m.family == "self_attention")
+        backend = backends.build(model, device=device, dtype=dtype)
     else:
         backend = model
     if hasattr(backend, "no_reference_budget"):
         backend.no_reference_budget = max_new_tokens
+    if hasattr(backend, "families") and m.needs == "model":
+        backend.families = frozenset({m.family})
     task = task_for(prompt, labels, mirror)
     attribution = m.attribute(task, backend)
     result = AttributionResult(m.name, backend.name, {}, meta={"method": m.settings()})

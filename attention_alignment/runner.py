@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import backends, dataset, fetch, models, paths
+from common import backends, dataset, fetch, models, paths, threads
 from common.atomic import write_text
 from common.chat import BudgetExceeded, ChatError
 from common.method import DEFINITIONS, FAMILIES, Method, TaskFailure
@@ -110,6 +110,8 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
     check_compatible(methods, backend)
     for m in methods:
         m.prepare()
+    if hasattr(backend, "families"):  # one forward/backward computes what these families need
+        backend.families = frozenset(m.family for m in methods if m.needs == "model")
     output = Path(output)
     results = {m.name: AttributionResult.open(result_path(output, m.name, backend.name), m.name,
                                               backend.name, _meta(m, backend),
@@ -266,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
     mod.add_argument("--batch-size", type=_positive, default=8,
                      help="prompts generated together (left padding; results equal to one at a time)")
     mod.add_argument("--threads", type=_positive,
-                     help="torch CPU threads (1 is often fastest on a busy machine)")
+                     help="torch CPU threads (default: the idle physical cores, from the machine's "
+                          "load; printed in the run header)")
     mod.add_argument("--cache", default=None,
                      help="generation cache, SQLite (default .cache/generations.sqlite)")
     opt = p.add_argument_group("method options (applied to the selected methods that have them)")
@@ -367,9 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = _select(args)
         output = _validate_output(args.output)
         _validate(args, methods)
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
+        thread_line = threads.apply(args.threads)
         no_model = args.model is None
         limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if no_model else 0)
         benchmark = args.benchmark or ("mbpp" if no_model else "all")
@@ -379,13 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             args.model or DEFAULT_MODEL, backend=args.backend, base_url=args.base_url, name=args.name,
             device=args.device, dtype=args.dtype, batch_size=args.batch_size,
             cache_path=args.cache or _default_cache(),
-            attention=any(m.family == "self_attention" for m in methods),
             temperature=temperature, max_cost_usd=args.max_cost_usd, concurrency=args.concurrency,
             prices_per_1k=tuple(args.price_per_1k) if args.price_per_1k else None,
             extract_code=not args.no_extract_code, tokenizer=args.tokenizer)
         check_compatible(methods, backend)
-        print(f"{len(tasks)} tasks x {len(methods)} methods on {backend.name} -> {paths.shown(output)}",
-              file=sys.stderr)
+        print(f"{len(tasks)} tasks x {len(methods)} methods on {backend.name} -> {paths.shown(output)}; "
+              f"{thread_line}", file=sys.stderr)
         stage = "running"
         summary = run(methods, backend, tasks, output, progress=not args.no_progress)
     except UsageError as exc:

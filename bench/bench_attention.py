@@ -42,12 +42,12 @@ import torch  # noqa: E402
 from attention_alignment import catalogue  # noqa: E402
 from common import dataset, models  # noqa: E402
 from common.backends import Example, GivenExample  # noqa: E402
+from common.capture import attention_rows, full_attentions  # noqa: E402
 from common.method import TaskFailure  # noqa: E402
 from gradient_based.gradients import target_gradients  # noqa: E402
 from gradient_based.inputxgradient import InputXGradient  # noqa: E402
 from gradient_based.reference import per_step_gradients  # noqa: E402
 from gradient_based.saliency import Saliency  # noqa: E402
-from self_attention_based.capture import attention_rows, full_attentions  # noqa: E402
 
 
 def load(name: str, device: str, dtype: str | None) -> models.LoadedModel:
@@ -176,7 +176,7 @@ import json, os, resource, sys, torch
 torch.set_num_threads({threads})
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from bench_attention import load
-from self_attention_based.capture import attention_rows, full_attentions
+from common.capture import attention_rows, full_attentions
 lm = load({name!r}, {device!r}, {dtype!r})
 torch.manual_seed(0)
 ids = torch.randint(0, min(len(lm.tokenizer), lm.model.config.vocab_size), ({n},))

@@ -19,9 +19,10 @@ N-token random sequence (rows and targets 400 tokens before the end and at the e
 fresh subprocess: this path (SDPA), today's gradient pass on SDPA (full logits), and today's
 attention capture + gradient pass on an eager model.
 
-Then, not timed, the scores of this path against today's (``two_step_gradients`` on the same
-SDPA model, ``capture.attention_rows`` on an eager copy): max |difference| of the saliency and
-input x gradient vectors and of the attention rows.
+Then, not timed, the scores of this path against the previous one (``two_step_gradients``
+below: full logits, one backward per target, on the same SDPA model; ``capture.attention_rows``
+on an eager copy): max |difference| of the saliency and input x gradient vectors and of the
+attention rows.
 """
 
 from __future__ import annotations
@@ -41,19 +42,43 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from attention_alignment import catalogue  # noqa: E402
 from common import dataset, models, threads  # noqa: E402
-from common.example import Example, TaskFailure  # noqa: E402
+from common.backends import Example, GivenExample  # noqa: E402
+from common.capture import attention_rows  # noqa: E402
 from common.internals import internals  # noqa: E402
-from gradient_based.gradients import input_x_gradient, saliency, two_step_gradients  # noqa: E402
-from self_attention_based.capture import attention_rows  # noqa: E402
-from self_attention_based.layers import REDUCTIONS  # noqa: E402
+from common.method import TaskFailure  # noqa: E402
+from gradient_based.gradients import StepGradient  # noqa: E402
+from gradient_based.inputxgradient import InputXGradient  # noqa: E402
+from gradient_based.saliency import Saliency  # noqa: E402
+
+saliency, input_x_gradient = Saliency.reduce, InputXGradient.reduce
+METHODS = catalogue.select()  # the ten model-internal methods
+
+
+def two_step_gradients(model, prompt_ids, new_ids):
+    """The path before common.internals (for comparison only): one forward over the sequence
+    with full-vocabulary logits at every position, one backward per target (first and last
+    generated token)."""
+    p = len(prompt_ids)
+    seq = torch.cat([prompt_ids, new_ids[:-1]])
+    device = next(model.parameters()).device
+    with torch.enable_grad():
+        embeds = model.get_input_embeddings()(seq[None].to(device)).detach().requires_grad_(True)
+        logits = model(inputs_embeds=embeds, use_cache=False).logits[0]
+        first = torch.softmax(logits[p - 1].float(), -1)[int(new_ids[0])]
+        last = torch.softmax(logits[-1].float(), -1)[int(new_ids[-1])]
+        (g_first,) = torch.autograd.grad(first, embeds, retain_graph=True)
+        (g_last,) = torch.autograd.grad(last, embeds)
+    emb = embeds.detach()[0].float().cpu()
+    return (StepGradient(g_first[0, :p].float().cpu(), emb[:p]),
+            StepGradient(g_last[0].float().cpu(), emb))
 
 
 def load(name: str, device: str, dtype: str | None, attn: str = "sdpa") -> models.LoadedModel:
     """``tiny`` (2-layer random Llama, the tests' tokenizer) or any ``load_model`` name."""
     if name == "tiny":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from tests.tiny_models import build_model
+        from common.tiny import build_model
         lm = build_model("llama", attn_implementation=attn)
         lm.model.to(device)
         lm.device = device
@@ -71,42 +96,9 @@ def budget(lm, task) -> int:
                (lm.context_length or 10**9) - len(models.encode(lm, task.model_prompt)))
 
 
-def positions(example: Example) -> tuple[list[int], list[int]]:
-    """Attention rows and gradient targets of the ten methods: reading row P and coding row
-    (when the generation has a function body); targets P - 1 (first generated token) and
-    P + n - 2 (last generated token)."""
-    p, n = example.prompt_len, example.n_new
-    rows = [example.reading_index]
-    try:
-        if example.coding_index not in rows:
-            rows.append(example.coding_index)
-    except TaskFailure:
-        pass
-    targets = sorted({p - 1, p + n - 2})
-    return rows, targets
-
-
-def method_scores(example: Example, inner) -> dict[str, object]:
-    """The ten methods' prompt scores from one :class:`Internals` (what the run loop will do)."""
-    p, n = example.prompt_len, example.n_new
-    out = {}
-    for stage, row in (("reading", example.reading_index), ("coding", None)):
-        if stage == "coding":
-            try:
-                row = example.coding_index
-            except TaskFailure:
-                continue
-        for suffix, (_, reduce) in REDUCTIONS.items():
-            out[f"{stage}_{suffix}"] = reduce(inner.row(row))[:p].numpy()
-    for stage, q in (("reading", p - 1), ("coding", p + n - 2)):
-        g = inner.gradient(q)
-        out[f"saliency_{stage}"] = saliency(g)[:p].numpy()
-        out[f"inputxgradient_{stage}"] = input_x_gradient(g)[:p].numpy()
-    return out
-
-
 def ours(lm, task, device) -> tuple[object, dict]:
-    """Generation + everything the ten methods need; returns the generation and phase seconds."""
+    """Generation + the ten methods exactly as the run loop does them (one internals pass shared
+    by all); returns the generation and phase seconds."""
     t0 = time.perf_counter()
     gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
     sync(device)
@@ -115,16 +107,20 @@ def ours(lm, task, device) -> tuple[object, dict]:
     if len(gen.new_ids) == 0:
         return gen, phases
     ex = Example(lm, task, gen)
-    rows, targets = positions(ex)
+    inner = ex.internals()
     t2 = time.perf_counter()
-    inner = internals(lm.model, ex.ids, rows, targets)
+    backend = GivenExample(ex)
+    for m in METHODS:
+        try:
+            m.attribute(task, backend)
+        except TaskFailure:
+            pass  # no generated function: the coding methods are recorded as failures
     t3 = time.perf_counter()
-    method_scores(ex, inner)
-    t4 = time.perf_counter()
-    phases.update({"positions": t2 - t1, "forward + rows": inner.timings["forward"],
+    phases.update({"forward + rows": inner.timings["forward"],
                    "batched backward": inner.timings["backward"],
-                   "internals other": (t3 - t2) - inner.timings["forward"] - inner.timings["backward"],
-                   "scores": t4 - t3})
+                   "positions + internals other": (t2 - t1) - inner.timings["forward"]
+                   - inner.timings["backward"],
+                   "scores": t3 - t2})
     return gen, phases
 
 
@@ -169,10 +165,10 @@ def compare_with_today(lm, eager, tasks) -> dict:
         if len(gen.new_ids) == 0:
             continue
         ex = Example(lm, task, gen)
-        rows, targets = positions(ex)
-        inner = internals(lm.model, ex.ids, rows, targets)
-        reading, coding = two_step_gradients(lm.model, gen.prompt_ids, gen.new_ids)
         p, n = ex.prompt_len, ex.n_new
+        rows = sorted({p, p - 1})
+        inner = internals(lm.model, ex.ids, rows, sorted({p - 1, p + n - 2}))
+        reading, coding = two_step_gradients(lm.model, gen.prompt_ids, gen.new_ids)
         for g, q in ((reading, p - 1), (coding, p + n - 2)):
             for name, reduce in (("saliency", saliency), ("inputxgradient", input_x_gradient)):
                 d = float((reduce(g) - reduce(inner.gradient(q))).abs().max())

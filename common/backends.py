@@ -47,6 +47,10 @@ def header(backend) -> dict:
     return {"kind": type(backend).__name__, "model": backend.name}
 
 
+#: The families whose methods read a model's internals (attention, gradients).
+INTERNAL_FAMILIES = frozenset({"self_attention", "gradient"})
+
+
 class Example:
     """A task, the model and its greedy continuation: what a model-internal method reads.
 
@@ -54,12 +58,15 @@ class Example:
     :meth:`memo`. Query rows come from :func:`common.code_units.query_rows`.
     """
 
-    def __init__(self, lm: models.LoadedModel, task, continuation: models.Continuation):
+    def __init__(self, lm: models.LoadedModel, task, continuation: models.Continuation,
+                 families: frozenset[str] = INTERNAL_FAMILIES):
         self.lm = lm
         self.task = task
         self.continuation = continuation
         self.prompt_len = len(continuation.prompt_ids)
         self.ids = continuation.ids
+        #: the model-internal families of the run: what :meth:`internals` computes in its pass
+        self.families = frozenset(families)
         self._memo: dict = {}
 
     @property
@@ -107,6 +114,23 @@ class Example:
         except TaskFailure as exc:
             raise TaskFailure(str(exc), generation=self.text) from None
 
+    def internals(self, definitions: str = "unified"):
+        """Attention rows and next-token gradients of both stages, for every model-internal
+        family of the run, from one forward and one batched backward
+        (:func:`common.internals.internals`); computed once and shared by all those methods."""
+        def compute():
+            from .internals import internals
+            rows, targets = set(), set()
+            if "self_attention" in self.families:
+                r = self.rows("self_attention", definitions)
+                rows = {r.reading} | ({r.coding} if r.coding is not None else set())
+            if "gradient" in self.families:
+                r = self.rows("gradient", definitions)
+                targets = {r.reading} | ({r.coding} if r.coding is not None else set())
+            return internals(self.lm.model, self.ids, sorted(rows), sorted(targets),
+                             attention=bool(rows), gradients=bool(targets))
+        return self.memo(("internals", definitions), compute)
+
     def memo(self, key, compute):
         """``compute()`` once per example; shared by the methods of a run."""
         if key not in self._memo:
@@ -140,6 +164,8 @@ class HFBackend:
         self.cache = cache if cache is not None else GenerationCache(None)
         self.batch_size = batch_size
         self.generated = 0  # prompts actually run through the model (cache misses)
+        #: model-internal families of the run (the run loop sets it): one pass computes their needs
+        self.families = INTERNAL_FAMILIES
         #: budget of a prompt with no reference solution (a one-off prompt, not a benchmark task)
         self.no_reference_budget = 64
         self._examples: dict[str, Example | TaskFailure] = {}
@@ -214,7 +240,7 @@ class HFBackend:
                 self._examples[task.task_id] = exc
         conts = self.continuations([t.model_prompt for t in runnable], budgets)
         for task, cont in zip(runnable, conts):
-            self._examples[task.task_id] = Example(self.lm, task, cont)
+            self._examples[task.task_id] = Example(self.lm, task, cont, self.families)
 
     def example(self, task) -> Example:
         """The task's greedy generation and shared passes (generated now if not prepared)."""
@@ -242,16 +268,16 @@ class GivenExample:
 
 def build(model, *, backend: str = "auto", base_url: str | None = None, name: str | None = None,
           device: str = "cpu", dtype: str | None = None, batch_size: int = 8,
-          cache_path: str | os.PathLike | None = None, attention: bool = False,
+          cache_path: str | os.PathLike | None = None,
           temperature: float | None = 0.0, seed: int | None = 0, max_cost_usd: float | None = None,
           concurrency: int = 4, prices_per_1k: tuple[float, float] | None = None,
           extract_code: bool = True, api_key: str | None = None, tokenizer=None):
     """A backend for ``model``: a short name, folder or hub id (``hf``), a loaded model, a chat
     model id (``chat``), or a model served by an OpenAI-compatible ``/v1/completions`` server
     (``completions``: vLLM, TGI, llama.cpp; ``tokenizer`` names the tokenizer for the study's
-    budget); ``auto`` picks chat for a base URL or an OpenAI-style name.
-    ``attention``: load the HF model with eager attention (the self-attention methods read
-    attention probabilities)."""
+    budget); ``auto`` picks chat for a base URL or an OpenAI-style name. A HF model is loaded
+    with its default (fastest) attention implementation: :mod:`common.internals` reads the
+    attention rows the self-attention methods need without an eager pass."""
     from .results import model_slug
 
     if backend not in BACKENDS:
@@ -278,8 +304,7 @@ def build(model, *, backend: str = "auto", base_url: str | None = None, name: st
                           extract_code=extract_code)
         gen.name = name or model_slug(model)
         return gen
-    lm = models.load_model(model, device=device, dtype=dtype,
-                           attn_implementation="eager" if attention else None)
+    lm = models.load_model(model, device=device, dtype=dtype)
     return HFBackend(lm, cache=cache, batch_size=batch_size, name=name)
 
 

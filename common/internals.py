@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from self_attention_based.capture import AttentionUnavailable, attention_modules
+from .capture import AttentionUnavailable, attention_modules
 
 
 @dataclass

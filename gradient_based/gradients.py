@@ -6,7 +6,8 @@ computed from the logits at q; input: positions ``0..q``. The reading and coding
 
 ecco's way runs one forward and one backward pass per generated token. All targets of a task
 need only one forward pass over ``ids[:max(q) + 1]``: in a causal model the logits at q depend
-on positions up to q alone. One backward pass per target then gives each gradient.
+on positions up to q alone; one batched backward then gives every gradient
+(:func:`common.internals.internals`, shared with the self-attention methods).
 :mod:`gradient_based.reference` is the per-step way, kept to check the vectors are equal.
 
 The methods (``saliency.py``, ``inputxgradient.py``) reduce a gradient to one score per
@@ -31,34 +32,14 @@ class StepGradient:
     embedding: torch.Tensor  # (positions, hidden)
 
 
-def target_gradients(model, ids: torch.Tensor, queries: list[int]) -> dict[int, StepGradient]:
-    """``{q: gradient of p(ids[q+1] | ids[:q+1]) w.r.t. the embeddings of positions 0..q}``."""
-    if not queries:
-        return {}
-    stop = max(queries) + 1
-    if min(queries) < 0 or stop >= len(ids):
-        raise ValueError(f"query rows {queries} need a next token inside {len(ids)} ids")
-    device = next(model.parameters()).device
-    embed = model.get_input_embeddings()
-    out = {}
-    with torch.enable_grad():
-        embeds = embed(ids[None, :stop].to(device)).detach().requires_grad_(True)
-        logits = model(inputs_embeds=embeds, use_cache=False).logits[0]
-        emb = embeds.detach()[0].float().cpu()
-        for n, q in enumerate(sorted(set(queries))):
-            prob = torch.softmax(logits[q].float(), -1)[int(ids[q + 1])]
-            (grad,) = torch.autograd.grad(prob, embeds, retain_graph=n < len(set(queries)) - 1)
-            out[q] = StepGradient(grad[0, :q + 1].float().cpu(), emb[:q + 1])
-    return out
+def target_gradients(model, ids: torch.Tensor, queries: list[int]) -> dict:
+    """``{q: gradient of p(ids[q+1] | ids[:q+1]) w.r.t. the embeddings of positions 0..q}``,
+    from one forward and one batched backward (:func:`common.internals.internals`)."""
+    from common.internals import internals
 
-
-def task_gradients(example, definitions: str) -> dict[int, StepGradient]:
-    """Both stages' gradients of a task from one forward pass, shared by the gradient methods."""
-    def compute():
-        rows = example.rows("gradient", definitions)
-        wanted = [rows.reading] + ([rows.coding] if rows.coding is not None else [])
-        return target_gradients(example.lm.model, example.ids, wanted)
-    return example.memo(("gradients", definitions), compute)
+    wanted = sorted({int(q) for q in queries})
+    inner = internals(model, ids, [], wanted, attention=False)
+    return {q: inner.gradient(q) for q in wanted}
 
 
 def normalised(norms: torch.Tensor) -> torch.Tensor:
@@ -88,6 +69,6 @@ class GradientMethod(Method):
     def attribute(self, task, backend) -> Attribution:
         example = backend.example(task)
         q = example.row(self.stage, self.family, self.options.definitions)
-        scores = self.reduce(task_gradients(example, self.options.definitions)[q])
+        scores = self.reduce(example.internals(self.options.definitions).gradient(q))
         spans, word_scores = example.to_words(scores[: example.prompt_len].numpy())
         return Attribution(spans, word_scores, generation=example.text)

@@ -8,15 +8,14 @@ position (:func:`common.code_units.query_rows`), reduced over layers and heads:
   computed from layer 0: head 0 (``first``), the last head (``last``) and the sum over heads
   (``all``).
 
-All rows of a task come from one forward pass (:func:`self_attention_based.capture.attention_rows`),
-shared by every self-attention method of the run.
+All rows of a task come from one forward pass, shared by every self-attention and gradient
+method of the run (:meth:`common.backends.Example.internals`: attention rows recomputed from the
+queries and keys of the model's own fast attention kernel).
 """
 
 from __future__ import annotations
 
 from common.method import Attribution, Method
-
-from .capture import attention_rows
 
 #: suffix -> (variant, reduction of a ``(layers, heads, seq)`` row stack to ``(seq,)``)
 REDUCTIONS = {
@@ -29,16 +28,6 @@ REDUCTIONS = {
 }
 STAGE_WORDS = {"reading": "the step that reads the prompt (first generated token)",
                "coding": "the step that writes the generated function's last token"}
-
-
-def task_rows(example, definitions: str):
-    """``{query row: (layers, heads, seq) attention}`` of both stages, from one forward pass."""
-    def compute():
-        rows = example.rows("self_attention", definitions)
-        wanted = sorted({rows.reading} | ({rows.coding} if rows.coding is not None else set()))
-        att = attention_rows(example.lm.model, example.ids, wanted)
-        return {q: att[:, :, i, :] for i, q in enumerate(wanted)}
-    return example.memo(("attention_rows", definitions), compute)
 
 
 class AttentionRow(Method):
@@ -62,7 +51,7 @@ class AttentionRow(Method):
     def attribute(self, task, backend) -> Attribution:
         example = backend.example(task)
         q = example.row(self.stage, self.family, self.options.definitions)
-        row = REDUCTIONS[self.layers][1](task_rows(example, self.options.definitions)[q])
+        row = REDUCTIONS[self.layers][1](example.internals(self.options.definitions).row(q))
         spans, scores = example.to_words(row[: example.prompt_len].numpy())
         return Attribution(spans, scores, generation=example.text)
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from common.capture import full_attentions
 from common.internals import internals
+from common.tiny import ARCHITECTURES, build_model, tiny_model, tiny_tokenizer
 from gradient_based.reference import per_step_gradients
-from self_attention_based.capture import full_attentions
 from tests.test_self_attention import BODY, PROMPT
-from tests.tiny_models import ARCHITECTURES, build_model, tiny_model, tiny_tokenizer
 
 
 def fast_model(arch):

@@ -251,7 +251,7 @@ def test_cli_default_model_and_limit(monkeypatch, argv, model, limit, benchmark,
             raise AssertionError("not run")
 
     def fake_build(model, **kw):
-        seen.update(model=model, attention=kw["attention"])
+        seen.update(model=model)
         return Fake()
 
     def fake_run(methods, backend, tasks, output, progress=True):
@@ -264,4 +264,4 @@ def test_cli_default_model_and_limit(monkeypatch, argv, model, limit, benchmark,
     assert (seen["model"], len(seen["tasks"])) == (model, limit)
     if benchmark != "all":
         assert {t.benchmark for t in seen["tasks"]} == {benchmark}
-    assert sorted(seen["methods"]) == sorted(TEN) and seen["attention"]
+    assert sorted(seen["methods"]) == sorted(TEN)

@@ -12,9 +12,9 @@ import torch
 from attention_alignment import catalogue
 from common import models
 from common.backends import Example, GivenExample
+from common.capture import AttentionUnavailable, attention_rows, full_attentions
 from common.method import TaskFailure
 from common.tiny import ARCHITECTURES, build_model, tiny_model
-from self_attention_based.capture import AttentionUnavailable, attention_rows, full_attentions
 
 PROMPT = ('from typing import List\n\n\ndef sort_list(numbers: List[int]) -> List[int]:\n'
           '    """ Sort the given list of integers in ascending order.\n    """\n')
@@ -93,15 +93,17 @@ def test_every_self_attention_method_matches_numpy_reference(arch):
     assert not np.allclose(attribute("reading_first", ex).scores, attribute("reading_last", ex).scores)
 
 
-def test_one_forward_pass_serves_all_self_attention_methods(monkeypatch):
-    import self_attention_based.attention_rows as module
+def test_one_pass_serves_all_model_internal_methods(monkeypatch):
+    import common.internals as module
     calls = []
-    real = module.attention_rows
-    monkeypatch.setattr(module, "attention_rows", lambda *a: calls.append(a[2]) or real(*a))
+    real = module.internals
+    monkeypatch.setattr(module, "internals", lambda *a, **k: calls.append((a[2], a[3])) or real(*a, **k))
     ex = forced_example(tiny_model("gpt2"))
-    for m in catalogue.select(None, "self_attention", "both"):
+    for m in catalogue.select(None, "all", "both"):
         m.attribute(ex.task, Forced(ex))
-    assert calls == [list(rows_of(ex))]
+    # one call: both stages' attention rows and both stages' gradient targets (the same rows
+    # under the unified definitions)
+    assert calls == [(list(rows_of(ex)), list(rows_of(ex)))]
 
 
 def test_query_rows_of_both_definitions():
@@ -139,16 +141,20 @@ def test_no_generated_token_fails_with_reason():
         attribute("reading_first", ex)
 
 
-def test_sdpa_model_is_a_clear_error():
-    lm = build_model("llama", attn_implementation="sdpa")
-    ex = forced_example(lm)
-    with pytest.raises(AttentionUnavailable, match="attn_implementation='eager'"):
-        attribute("reading_first", ex)
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "codegen"])
+def test_a_model_on_its_fast_attention_gives_the_eager_scores(arch):
+    """Models load with their default (SDPA) attention: the rows recomputed from its queries and
+    keys equal the eager model's probabilities, and the gradients are those of the same model."""
+    fast = forced_example(build_model(arch, attn_implementation="sdpa"))
+    eager = forced_example(build_model(arch, attn_implementation="eager"))
+    for name in ("reading_first", "coding_last", "reading_all_layer0", "saliency_coding"):
+        np.testing.assert_allclose(attribute(name, fast).scores, attribute(name, eager).scores,
+                                   rtol=1e-4, atol=1e-7, err_msg=f"{arch} {name}")
 
 
 def test_capture_drops_the_full_maps():
     """With the hooks on, even ``output_attentions=True`` gets no map: none outlives its layer."""
-    from self_attention_based.capture import _hooks
+    from common.capture import _hooks
     lm = tiny_model("gpt_neox")
     ids = models.encode(lm, PROMPT)
     store = []
@@ -162,7 +168,7 @@ def test_capture_drops_the_full_maps():
 
 
 def test_attention_modules_one_per_layer_for_every_architecture():
-    from self_attention_based.capture import attention_modules
+    from common.capture import attention_modules
     for arch in ARCHITECTURES:
         mods = attention_modules(tiny_model(arch).model)
         assert len(mods) == 2 and all(index == 1 for _, index in mods), arch
@@ -170,7 +176,7 @@ def test_attention_modules_one_per_layer_for_every_architecture():
 
 
 def test_fallback_finds_attention_modules_by_class_name(monkeypatch):
-    import self_attention_based.capture as capture
+    import common.capture as capture
     lm = tiny_model("gpt2")
     monkeypatch.setattr(capture, "_recorder_specs", lambda model: [])
     mods = capture.attention_modules(lm.model)
@@ -182,6 +188,6 @@ def test_fallback_finds_attention_modules_by_class_name(monkeypatch):
 
 
 def test_model_without_attention_modules_is_a_clear_error():
-    import self_attention_based.capture as capture
+    import common.capture as capture
     with pytest.raises(AttentionUnavailable, match="no attention module"):
         capture.attention_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)))
