@@ -105,8 +105,12 @@ def check_compatible(methods: list[Method], backend) -> None:
 
 
 def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths.RESULT_DIR,
-        progress: bool = True) -> RunSummary:
-    """Attribute every task not yet recorded, for every method, appending as each task ends."""
+        progress: bool = True, prefetch: bool = True) -> RunSummary:
+    """Attribute every task not yet recorded, for every method, appending as each task ends.
+
+    ``prefetch``: generate the planned prompts of the black-box methods of a chunk of
+    ``batch_size`` tasks together (a local model's batches then fill across tasks); results
+    are identical either way, and each task is still recorded as it finishes."""
     check_compatible(methods, backend)
     for m in methods:
         m.prepare()
@@ -122,7 +126,10 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
     pending = [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
     summary.skipped = len(tasks) - len(pending)
     internal = any(m.needs == "model" for m in methods)
-    chunk = getattr(backend, "batch_size", 1) if internal else 1
+    # black-box methods that know their prompts in advance get them generated across tasks
+    planned = ([m for m in methods if hasattr(m, "planned_prompts")]
+               if prefetch and hasattr(backend, "prefetch") else [])
+    chunk = getattr(backend, "batch_size", 1) if internal or planned else 1
     bar = _progress(len(pending), backend.name, progress)
     usage_path = output / f"{backend.name}.usage.json"
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
@@ -132,6 +139,8 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
             batch = pending[s:s + chunk]
             if internal:
                 backend.prepare(batch)  # generations of the chunk, batched
+            if planned:
+                _prefetch(batch, planned, backend, results)
             for task in batch:
                 _attribute_task(task, methods, backend, results, summary)
                 bar.update(1)
@@ -144,6 +153,21 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
         if hasattr(backend, "usage"):
             summary.usage = _write_usage(usage_path, run_id, backend.usage.as_dict())
     return summary
+
+
+def _prefetch(batch, planned, backend, results) -> None:
+    """The chunk's perturbed prompts (of tasks not yet done) generated together into the cache;
+    a task whose prompts cannot be planned (e.g. no words) is left to its own attribute call."""
+    items = []
+    for task in batch:
+        for m in planned:
+            if task.task_id in results[m.name].done:
+                continue
+            try:
+                items += [(p, task.reference) for p in m.planned_prompts(task)]
+            except TaskFailure:
+                continue
+    backend.prefetch(items)
 
 
 def _attribute_task(task, methods, backend, results, summary) -> None:

@@ -76,6 +76,32 @@ def throughput(lm, tasks, filler, batch_size: int, device: str, cap: int | None 
             "budget_cap": cap, "speedup": round((t1 - t0) / (t2 - t1), 2), "mismatched_outputs": mismatches}
 
 
+def across_tasks(lm, tasks, filler, batch_size: int) -> dict:
+    """BERT masking + SHAP through the run loop, generations batched per task (today's way
+    before) against across the tasks of a chunk (``prefetch``); fresh in-memory caches, the
+    same outputs (checked)."""
+    import tempfile
+
+    from attention_alignment import runner
+    from common.backends import HFBackend
+
+    methods = [BertMasking(filler=filler), ShapKernel()]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, prefetch in (("per_task", False), ("across_tasks", True)):
+            backend = HFBackend(lm, batch_size=batch_size, name="bench")
+            t0 = time.perf_counter()
+            runner.run(methods, backend, tasks, Path(tmp) / label, progress=False, prefetch=prefetch)
+            out[label + "_s"] = round(time.perf_counter() - t0, 3)
+            out[label + "_generated"] = backend.generated
+        same = all((Path(tmp) / "per_task" / f"{m.name}_bench.jsonl").read_text().splitlines()[1:]
+                   == (Path(tmp) / "across_tasks" / f"{m.name}_bench.jsonl").read_text().splitlines()[1:]
+                   for m in methods)
+    out.update({"tasks": len(tasks), "batch_size": batch_size, "same_results": same,
+                "ratio": round(out["per_task_s"] / out["across_tasks_s"], 2)})
+    return out
+
+
 class Standin:
     """Model-free generator for counting: code depends on the prompt's words."""
 
@@ -148,6 +174,11 @@ def main(argv=None) -> int:
         print(f"{name}: {r['prompts']} prompts, one at a time {r['one_at_a_time_per_s']}/s, "
               f"batched({a.batch_size}) {r['batched_per_s']}/s, speedup {r['speedup']}x, "
               f"mismatches {r['mismatched_outputs']}", flush=True)
+        x = across_tasks(lm, data.select("mbpp", a.tasks), filler, a.batch_size)
+        report.setdefault("across_tasks", {})[name] = x
+        print(f"{name}: BERT masking + SHAP on {x['tasks']} MBPP tasks, batch {a.batch_size}: per task "
+              f"{x['per_task_s']} s, across tasks {x['across_tasks_s']} s, ratio {x['ratio']}x, "
+              f"same results {x['same_results']}", flush=True)
         del lm
     for bench in ("humaneval", "mbpp") if a.count_tasks > 0 else ():
         c = counts(data.select(bench, a.count_tasks), filler)

@@ -227,6 +227,22 @@ class HFBackend:
         budgets = [self.budget(p, reference) for p in prompts]
         return [c.text for c in self.continuations(prompts, budgets)]
 
+    def prefetch(self, items: list[tuple[str, str]]) -> int:
+        """Generate ``(prompt, reference)`` pairs of several tasks together into the cache, so
+        batches fill across tasks (a task's own prompts rarely fill one). A prompt too long for
+        the context is left to the task, which records the failure. Returns prompts generated."""
+        prompts, budgets = [], []
+        for prompt, reference in dict.fromkeys(items):
+            try:
+                budgets.append(self.budget(prompt, reference))
+                prompts.append(prompt)
+            except TaskFailure:
+                continue
+        before = self.generated
+        if prompts:
+            self.continuations(prompts, budgets)
+        return self.generated - before
+
     # -- model-internal methods ----------------------------------------------------------------
     def prepare(self, tasks) -> None:
         """Generate the continuations of ``tasks`` together (batched); forget earlier tasks."""

@@ -164,6 +164,7 @@ class BertMasking(Method):
         super().__init__(options, **overrides)
         self._filler = filler  # given: used as is, whatever the options say
         self._loaded: dict[tuple, BertFiller] = {}
+        self._plans: dict = {}
 
     @property
     def filler(self) -> BertFiller:
@@ -184,12 +185,27 @@ class BertMasking(Method):
         given = getattr(self._filler, "name", None) if self._filler is not None else None
         return {**super().settings(), "fill_model": given or self.options.fill_model}
 
+    def _plan(self, task):
+        """Word spans, fills and perturbed prompts of a task (the fills computed once)."""
+        key = (task.task_id, task.prompt, self.options)
+        if key not in self._plans:
+            spans = perturbation_units(task.prompt, task.region, self.options.definitions)
+            fills, prompts = (perturbed_prompts(task.prompt, task.model_prompt, spans, self.filler,
+                                                task.region) if len(spans) else ([], []))
+            if len(self._plans) >= 256:  # the tasks of the chunk in progress, not a whole run
+                self._plans.clear()
+            self._plans[key] = (spans, fills, prompts)
+        return self._plans[key]
+
+    def planned_prompts(self, task) -> list[str]:
+        """Every prompt :meth:`attribute` will generate for (the run loop batches them across
+        tasks before the task runs)."""
+        return [task.model_prompt, *self._plan(task)[2]]
+
     def attribute(self, task, backend) -> Attribution:
-        spans = perturbation_units(task.prompt, task.region, self.options.definitions)
+        spans, fills, prompts = self._plan(task)
         if not len(spans):
             raise TaskFailure("the scored region has no words")
-        fills, prompts = perturbed_prompts(task.prompt, task.model_prompt, spans, self.filler,
-                                           task.region)
         codes = backend.generate([task.model_prompt, *prompts], task.reference)
         original, perturbed = codes[0], codes[1:]
         scores = [code_change(original, p, self.options.smoothing) for p in perturbed]

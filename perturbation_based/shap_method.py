@@ -125,6 +125,15 @@ class ShapKernel(Method):
     description = "SHAP KernelExplainer over word presence; importance = |SHAP value|"
     Options = ShapOptions
 
+    def planned_prompts(self, task) -> list[str]:
+        """The original and every single-word-masked prompt: every coalition the explainer asks
+        about is one of these (see the module docstring), so the run loop can batch them across
+        tasks before the task runs."""
+        o = self.options
+        spans = [tuple(s) for s in perturbation_units(task.prompt, task.region, o.definitions,
+                                                      punctuation=True)]
+        return [task.model_prompt, *(replace_spans(task.model_prompt, [s], [o.mask_token]) for s in spans)]
+
     def attribute(self, task, backend) -> Attribution:
         import shap
 

@@ -89,3 +89,26 @@ def test_runner_with_hf_backend_from_a_model_folder(tmp_path):
     summary = runner.run([method], gen, tasks, tmp_path / "res", progress=False)
     assert (summary.scored, summary.failed) == ({"bert_perturbation": 2}, {})
     assert summary.paths["bert_perturbation"].name == "bert_perturbation_tiny-gpt2.jsonl"
+
+
+def test_prompts_of_a_chunk_of_tasks_are_generated_together(tmp_path, count_model_calls):
+    """The run loop batches the planned prompts of several tasks into one call (batches fill
+    across tasks) and the results equal task-by-task generation."""
+    lm = tiny_model("codegen")
+    tasks = [mbpp_task("Write a function to sort a list.", "t/1"), mbpp_task("Count the vowels.", "t/2"),
+             mbpp_task("Reverse the given list of numbers.", "t/3")]
+    methods = [BertMasking(filler=FixedFiller("value")), ShapKernel(nsamples=8)]
+    together = runner.run(methods, HFBackend(lm, batch_size=8, name="m"), tasks, tmp_path / "a",
+                          progress=False)
+    assert len(count_model_calls) == 1  # one call for all three tasks of both methods
+    n_prompts = count_model_calls[0][0]
+    assert n_prompts == len({p for t in tasks for m in methods for p in m.planned_prompts(t)})
+    count_model_calls.clear()
+    alone = runner.run(methods, HFBackend(lm, batch_size=8, name="m"), tasks, tmp_path / "b",
+                       progress=False, prefetch=False)
+    assert len(count_model_calls) >= 3  # at least one call per task
+    for m in methods:
+        a = (tmp_path / "a" / f"{m.name}_m.jsonl").read_text().splitlines()[1:]
+        b = (tmp_path / "b" / f"{m.name}_m.jsonl").read_text().splitlines()[1:]
+        assert a == b
+    assert together.scored == alone.scored == {"bert_perturbation": 3, "shap_perturbation": 3}
