@@ -129,35 +129,25 @@ class AttributionResult:
 
     @classmethod
     def from_published(cls, path: str | os.PathLike, spaceless: bool = False,
-                       method: str | None = None, model: str | None = None) -> AttributionResult:
-        """Load ``{method}_{model}.pkl`` (untrusted) and locate its token texts in each prompt."""
+                       method: str | None = None, model: str | None = None,
+                       cache: bool = True) -> AttributionResult:
+        """Load ``{method}_{model}.pkl`` (untrusted) and locate its token texts in each prompt.
+
+        Locating the units is a Python loop over about two million tokens for the 62 published
+        files; the located spans are therefore cached beside the pickle
+        (``<file>.located[-spaceless].npz``, no pickled objects, keyed by the pickle's size and
+        modification time), so later loads skip the loop. ``cache=False`` always locates.
+        """
         path = Path(path)
         if method is None or model is None:
             method, _, model = path.stem.rpartition("_")
-        data = safe_pickle.load(path)
-        if not isinstance(data, dict):
-            raise ResultFileError(f"{path}: expected a dict prompt -> [(token, score), ...]")
-        prompts = {}
-        for n, (prompt, pairs) in enumerate(data.items(), 1):
-            if not isinstance(prompt, str) or not isinstance(pairs, list | tuple):
-                raise ResultFileError(f"{path}, entry {n}: expected str -> list of (token, score)")
-            texts, scores = [], []
-            for j, pair in enumerate(pairs):
-                try:
-                    text, score = pair
-                    score = float(score)
-                except (TypeError, ValueError):
-                    raise ResultFileError(f"{path}, entry {n}, unit {j}: {pair!r} is not "
-                                          f"(token, score)") from None
-                if not isinstance(text, str) or not math.isfinite(score):
-                    raise ResultFileError(f"{path}, entry {n}, unit {j}: bad unit {pair!r}")
-                texts.append(text)
-                scores.append(score)
-            found = align.locate(prompt, texts, spaceless=spaceless)
-            idx = np.asarray([f[0] for f in found], dtype=np.int64)
-            prompts[prompt] = PromptScores(
-                np.asarray([f[1:] for f in found], dtype=np.int64).reshape(-1, 2),
-                np.asarray(scores, dtype=np.float64)[idx] if len(idx) else np.zeros(0))
+        cached = _read_located(path, spaceless) if cache else None
+        if cached is None:
+            prompts = _locate_published(path, spaceless)
+            if cache:
+                _write_located(path, spaceless, prompts)
+        else:
+            prompts = cached
         return cls(method, model, prompts, source="published",
                    meta={"spaceless": spaceless}, path=path)
 
@@ -276,6 +266,86 @@ class AttributionResult:
         title = f"{tid or 'prompt'}, {self.name}"
         return highlight.Highlight(title, prompt, ps, keywords, k, region,
                                    code=self.generations.get(tid, ""))
+
+
+def _locate_published(path: Path, spaceless: bool) -> dict[str, PromptScores]:
+    data = safe_pickle.load(path)
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: expected a dict prompt -> [(token, score), ...]")
+    prompts = {}
+    for n, (prompt, pairs) in enumerate(data.items(), 1):
+        if not isinstance(prompt, str) or not isinstance(pairs, list | tuple):
+            raise ResultFileError(f"{path}, entry {n}: expected str -> list of (token, score)")
+        try:  # the common case at C speed; any odd unit is named by the loop below
+            texts = [t for t, _ in pairs]
+            scores = np.fromiter((s for _, s in pairs), dtype=np.float64, count=len(pairs))
+            ok = all(isinstance(t, str) for t in texts) and bool(np.isfinite(scores).all())
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            for j, pair in enumerate(pairs):
+                try:
+                    text, score = pair
+                    score = float(score)
+                except (TypeError, ValueError):
+                    raise ResultFileError(f"{path}, entry {n}, unit {j}: {pair!r} is not "
+                                          f"(token, score)") from None
+                if not isinstance(text, str) or not math.isfinite(score):
+                    raise ResultFileError(f"{path}, entry {n}, unit {j}: bad unit {pair!r}")
+        found = align.locate(prompt, texts, spaceless=spaceless)
+        located = np.asarray(found, dtype=np.int64).reshape(-1, 3)
+        prompts[prompt] = PromptScores(located[:, 1:], scores[located[:, 0]])
+    return prompts
+
+
+_LOCATED_FORMAT = 1
+
+
+def _located_path(path: Path, spaceless: bool) -> Path:
+    return path.with_name(path.name + (".located-spaceless.npz" if spaceless else ".located.npz"))
+
+
+def _stamp(path: Path) -> np.ndarray:
+    st = path.stat()
+    return np.asarray([_LOCATED_FORMAT, st.st_size, st.st_mtime_ns], dtype=np.int64)
+
+
+def _write_located(path: Path, spaceless: bool, prompts: dict[str, PromptScores]) -> None:
+    parts = list(prompts.values())
+    counts = np.asarray([len(p.scores) for p in parts], dtype=np.int64)
+    spans = (np.concatenate([p.spans for p in parts]) if parts else np.zeros((0, 2), np.int64))
+    scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+    try:
+        with atomic_path(_located_path(path, spaceless)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, stamp=_stamp(path), prompts=np.asarray(list(prompts), dtype=str),
+                     counts=counts, spans=spans.astype(np.int64), scores=scores.astype(np.float64))
+    except OSError:
+        pass  # a read-only data folder: no cache, the next load locates again
+
+
+def _read_located(path: Path, spaceless: bool) -> dict[str, PromptScores] | None:
+    """The cached located units, or None when absent, stale or malformed (then recomputed)."""
+    cache = _located_path(path, spaceless)
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if not np.array_equal(z["stamp"], _stamp(path)):
+                return None
+            prompts, counts = z["prompts"].tolist(), z["counts"]
+            spans, scores = z["spans"], z["scores"]
+        ends = np.cumsum(counts)
+        if (len(prompts) != len(counts) or spans.shape != (int(ends[-1]) if len(ends) else 0, 2)
+                or scores.shape != (spans.shape[0],) or not np.isfinite(scores).all()):
+            return None
+        lengths = np.repeat(np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)), counts)
+        if len(spans) and ((spans < 0).any() or (spans[:, 1] > lengths).any()):
+            return None
+        starts = ends - counts
+        return {prompt: PromptScores(spans[a:b], scores[a:b])
+                for prompt, a, b in zip(prompts, starts.tolist(), ends.tolist())}
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _header(method: str, model: str, meta: dict) -> dict:

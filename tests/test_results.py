@@ -121,3 +121,25 @@ def test_writer_refuses_a_file_made_with_other_settings(tmp_path):
                         match_meta=("dtype",)).done == set()
     with pytest.raises(ResultFileError, match="dtype='float32', this run has 'float16'"):
         ResultWriter(path, "m", "x", {"dtype": "float16"}, match_meta=("dtype",))
+
+
+def test_located_units_are_cached_and_revalidated(tmp_path):
+    prompt = "Write a function to sort a list."
+    path = tmp_path / "saliency_reading_tiny.pkl"
+    path.write_bytes(pickle.dumps({prompt: [("Write", np.float32(0.5)), ("sort", 0.25), ("list", 0.125)]}))
+    fresh = AttributionResult.from_published(path, cache=False)
+    assert not list(tmp_path.glob("*.npz"))
+    first = AttributionResult.from_published(path)
+    cache = tmp_path / "saliency_reading_tiny.pkl.located.npz"
+    assert cache.is_file()
+    again = AttributionResult.from_published(path)  # from the cache
+    for r in (first, again):
+        assert r.prompts[prompt].spans.tolist() == fresh.prompts[prompt].spans.tolist() == [[0, 5], [20, 24],
+                                                                                            [27, 31]]
+        assert r.prompts[prompt].scores.tolist() == [0.5, 0.25, 0.125]
+    # the pickle changes (another size): the cache is stale and the units are located again
+    path.write_bytes(pickle.dumps({prompt: [("function", 1.0)]}))
+    assert AttributionResult.from_published(path).prompts[prompt].spans.tolist() == [[8, 16]]
+    # a damaged cache is ignored, never trusted
+    cache.write_bytes(b"not an npz")
+    assert AttributionResult.from_published(path).prompts[prompt].spans.tolist() == [[8, 16]]
