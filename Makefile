@@ -42,7 +42,7 @@ reproduce: setup
 # LAB_ARGS=--no-browser on a remote machine.
 LAB_ARGS ?=
 lab: setup
-	$(BIN)/python -m jupyter lab --notebook-dir=. $(LAB_ARGS)
+	$(BIN)/python -m jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Refresh the committed, executed notebooks (deliberate: SmolLM2 on 2 MBPP tasks, SHAP ~3 min,
 # the published data): executed in place, then cleaned by tools/clean_notebooks.py (no
