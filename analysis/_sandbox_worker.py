@@ -18,7 +18,8 @@ Layers, outermost first (each one stands even if an inner one is bypassed):
 3. a private file system (a mount and an IPC namespace; as root, or not as root inside a user
    namespace whose capabilities are then dropped): every mount read-only, an empty private
    ``/tmp`` holding only the job's working directory (also ``HOME`` and ``TMPDIR``), an
-   empty read-only ``/dev/shm``; the folders on ``sys.path`` that the fresh uid could not
+   empty read-only ``/dev/shm``; import folders inside ``/tmp`` (a checkout there) are bound
+   back in read-only; the folders on ``sys.path`` that the fresh uid could not
    reach (the interpreter under ``/root``) are bind-mounted into an empty tmpfs that covers
    their hidden ancestor, so every standard-library module and installed package imports,
    while nothing else of that ancestor is visible. The process is not dumpable, so its own
@@ -263,6 +264,29 @@ def _exposures() -> dict[str, list[str]]:
 EXPOSE = _exposures() if IS_ROOT else {}
 
 
+def _under_tmp() -> list[str]:
+    """Import folders inside ``/tmp`` (a checkout or virtualenv there, as in a CI clone): the
+    private ``/tmp`` would hide them, so they are bound back in, read-only."""
+    paths = sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)})
+    inside = [p for p in paths if p.startswith("/tmp/")]
+    return [p for p in inside if not any(p.startswith(q + "/") for q in inside if q != p)]
+
+
+TMP_IMPORTS = _under_tmp()
+
+
+def _readonly(path: str) -> None:
+    """One mount (and those below it) read-only."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, os.fsencode(path), AT_RECURSIVE, attr,
+                     ctypes.sizeof(attr)) == 0:
+        return
+    try:
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    except OSError:  # a user namespace keeps the source's locked flags
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 def _readonly_everything() -> None:
     """Every mount of this (private) mount namespace read-only; the host's mounts are untouched."""
     attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
@@ -301,6 +325,8 @@ def _private_filesystem(workdir: str, uid: int | None, tmp_mb: int) -> bool:
             return False
         _map_ids(real_uid, real_gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # handles on the import folders inside /tmp, to bind them back once /tmp is replaced
+    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in TMP_IMPORTS]
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")  # staging
     staged = []
     for i, (hidden, paths) in enumerate(sorted(EXPOSE.items())):
@@ -320,6 +346,11 @@ def _private_filesystem(workdir: str, uid: int | None, tmp_mb: int) -> bool:
     os.mkdir(workdir, 0o700)
     if uid is not None:
         os.chown(workdir, uid, uid)
+    for path, fd in kept:
+        os.makedirs(path, 0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _readonly(path)
+        os.close(fd)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
                "size=4k,mode=0755")
