@@ -82,9 +82,10 @@ _NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
 def _matches(keyword: str, element: str) -> bool:
     if keyword.isdigit() or element.isdigit():
         return keyword == element
-    if len(keyword) < 4 or len(element) < 4:
+    if len(keyword) < 4:
         return keyword == element
-    return element.startswith(keyword) or keyword.startswith(element) \
+    # "maximum" -> max, "string" -> str, "length" -> len; "sorted" <- "sort"; "reversed" ~ "reverse"
+    return (len(element) >= 3 and keyword.startswith(element)) or element.startswith(keyword) \
         or (len(keyword) >= 5 and element.startswith(keyword[:5]))
 
 

@@ -114,8 +114,8 @@ RULE_TEXT = {
     3: "no conditional or property missed, and a keyword labelled operator lies outside the top-k",
     4: "only keywords labelled datatype lie outside the top-k",
     5: "nothing labelled is missed, and a keyword inside the top-k names an identifier or literal "
-       "of the reference solution (same word, shared start of at least four/five letters, or the "
-       "same number) none of which appears in the generation",
+       "of the reference solution ('maximum' -> max, 'sort' -> sorted, the same number...) none of "
+       "which appears in the generation",
 }
 
 
