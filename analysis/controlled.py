@@ -35,6 +35,8 @@ SENSITIVITY_K = (5, 10, 20)
 KEYWORD_BINS = (4, 6, 8)
 HEADLINE = "explained by attention"
 ALPHA = 0.05
+#: fewer generations than this in either group: the comparison is reported as underpowered
+MIN_GROUP = 10
 
 
 def _rules() -> list[str]:
@@ -115,8 +117,11 @@ def verdict_text(row: dict) -> str:
     it is significant."""
     if np.isnan(row["difference"]):
         return "no stratum has both incorrect and correct generations: no comparison"
+    few = min(row["n_incorrect"], row["n_correct"]) < MIN_GROUP
     sig = ("significant" if row["significant"] else
            "NOT significant: the rule fires about as often on correct code")
     return (f"{100 * row['difference']:+.1f} points over the control "
             f"[95% CI {100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], p = {row['p']:.3g}, "
-            f"Holm p = {row['p_holm']:.3g}: {sig}")
+            f"Holm p = {row['p_holm']:.3g}: {sig}"
+            + (f" (too few generations for a real control: {row['n_incorrect']} incorrect, "
+               f"{row['n_correct']} correct)" if few else ""))
