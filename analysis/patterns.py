@@ -21,10 +21,12 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -89,13 +91,42 @@ def _matches(keyword: str, element: str) -> bool:
         or (len(keyword) >= 5 and element.startswith(keyword[:5]))
 
 
+@lru_cache(maxsize=4096)
+def reference_elements(reference: str) -> frozenset[str]:
+    """The code elements of a reference solution a prompt word can name: attributes and methods
+    (``.upper``), names used but not bound there (builtins and library functions: ``max``,
+    ``sorted``, ``re``), and literals (words of strings, numbers), as lower-case words
+    (:func:`code_words`). Its own function, parameter and variable names are left out: naming
+    is free, a generation that names them otherwise maps nothing wrongly."""
+    try:
+        tree = ast.parse(reference)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name):
+            (bound.add if isinstance(node.ctx, ast.Store | ast.Del) else used.append)(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.append(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str | int | float) \
+                and not isinstance(node.value, bool):
+            used.append(repr(node.value))
+    return frozenset(code_words("\n".join(u for u in used if u not in bound)))
+
+
 def mapped_elements(keyword: str, reference: str) -> set[str]:
-    """The reference solution's code words the keyword names (see the module docstring)."""
+    """The reference solution's code elements (:func:`reference_elements`) the keyword names
+    (see the module docstring)."""
     w = keyword.strip().strip(".,;:!?()'\"`").lower()
     w = _NUMBER_WORDS.get(w, w)
     if not w or is_boilerplate(w):
         return set()
-    return {e for e in code_words(reference) if _matches(w, e)}
+    return {e for e in reference_elements(reference) if _matches(w, e)}
 
 
 @dataclass

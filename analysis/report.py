@@ -113,15 +113,15 @@ RULE_TEXT = {
     2: "no conditional missed, and a keyword labelled property lies outside the top-k",
     3: "no conditional or property missed, and a keyword labelled operator lies outside the top-k",
     4: "only keywords labelled datatype lie outside the top-k",
-    5: "nothing labelled is missed, and a keyword inside the top-k names an identifier or literal "
-       "of the reference solution ('maximum' -> max, 'sort' -> sorted, the same number...) none of "
-       "which appears in the generation",
+    5: "nothing labelled is missed, and a keyword inside the top-k names a code element of the "
+       "reference solution (a method, builtin or library name, or literal: 'maximum' -> max, 'sort' "
+       "-> sorted, 'uppercase' -> upper, the same number), none of which appears in the generation",
 }
 
 
 def worked_examples(analysed: list[Analysed]) -> list[dict]:
     """One example per pattern rule: the first (by model, task id, method) incorrect generation
-    with a logic failure whose suggested pattern it is (pattern 5: whose pattern-5 rule fires)."""
+    with a logic failure whose suggested pattern it is."""
     found: dict[int, dict] = {}
     for a in sorted(analysed, key=lambda a: (a.candidate.model != "gpt4", a.candidate.model,
                                              a.candidate.task.task_id)):
@@ -129,7 +129,7 @@ def worked_examples(analysed: list[Analysed]) -> list[dict]:
             continue
         for c in a.coverage:
             for p in (1, 2, 3, 4, 5):
-                if p in found or (c.suggested() != p and not (p == 5 and c.mismapped)):
+                if p in found or c.suggested() != p:
                     continue
                 by = c.missed_by_label()
                 evidence = ("; ".join(f"{w} -> reference {'/'.join(e)} (absent from the generation)"

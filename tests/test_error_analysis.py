@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from analysis import error_analysis as ea
 from analysis import controlled as controlled_mod
+from analysis import error_analysis as ea
 from analysis import generations, patterns, report
 from analysis.execution import Outcome
 from common.dataset import Keyword, Task
@@ -235,9 +235,9 @@ def test_cli(tmp_path, mirror, capsys):
     out = capsys.readouterr().out
     assert "running 6 generations of gpt4" in out
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["controlled_rates.csv", "error_missed_keywords.png", "error_pass_rates.png", "error_patterns.png",
-                     "error_report.html", "execution_outcomes.csv", "explainable_errors.txt",
-                     "incorrect_generations.csv"]
+    assert names == ["controlled_rates.csv", "error_missed_keywords.png", "error_pass_rates.png",
+                     "error_patterns.png", "error_report.html", "execution_outcomes.csv",
+                     "explainable_errors.txt", "incorrect_generations.csv"]
     assert "top-5 units" in (tmp_path / "explainable_errors.txt").read_text()
     with pytest.raises(SystemExit):
         ea.main(["--k", "0"])

@@ -134,6 +134,12 @@ def test_pattern5_rule():
              "def m(xs):\n    return max(xs)\n", "", "m")
     assert patterns.mapped_elements("maximum", t.reference) == {"max"}
     assert patterns.mapped_elements("the", t.reference) == set()
+    # the reference's own names (function, parameters, variables) are free naming, not elements
+    ref = "def largest(numbers):\n    result = max(numbers)\n    return str(result).upper()\n"
+    assert patterns.reference_elements(ref) == {"max", "str", "upper"}
+    assert patterns.mapped_elements("result", ref) == set() == patterns.mapped_elements("numbers", ref)
+    assert patterns.mapped_elements("uppercase", ref) == {"upper"}
+    assert patterns.mapped_elements("string", ref) == {"str"}
     # attended "maximum", the generation uses min: the reference's max is absent -> pattern 5
     c = patterns.coverage(t, units("maximum", "list"), "m", k=2, code="def m(xs):\n    return min(xs)\n")
     assert c.mismapped == {"maximum": ["max"]} and c.patterns() == [5] and c.suggested() == 5
