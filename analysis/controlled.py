@@ -118,10 +118,13 @@ def verdict_text(row: dict) -> str:
     if np.isnan(row["difference"]):
         return "no stratum has both incorrect and correct generations: no comparison"
     few = min(row["n_incorrect"], row["n_correct"]) < MIN_GROUP
-    sig = ("significant" if row["significant"] else
-           "NOT significant: the rule fires about as often on correct code")
+    if row["significant"]:
+        sig = "significant"
+    elif few:
+        sig = (f"NOT significant; too few generations for a real control ({row['n_incorrect']} "
+               f"incorrect, {row['n_correct']} correct)")
+    else:
+        sig = "NOT significant: no evidence that the rule fires more often on incorrect than on correct code"
     return (f"{100 * row['difference']:+.1f} points over the control "
             f"[95% CI {100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], p = {row['p']:.3g}, "
-            f"Holm p = {row['p_holm']:.3g}: {sig}"
-            + (f" (too few generations for a real control: {row['n_incorrect']} incorrect, "
-               f"{row['n_correct']} correct)" if few else ""))
+            f"Holm p = {row['p_holm']:.3g}: {sig}")

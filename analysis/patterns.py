@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,9 @@ def reference_elements(reference: str) -> frozenset[str]:
     (:func:`code_words`). Its own function, parameter and variable names are left out: naming
     is free, a generation that names them otherwise maps nothing wrongly."""
     try:
-        tree = ast.parse(reference)
+        with warnings.catch_warnings():  # invalid escapes in MBPP's references are not our news
+            warnings.simplefilter("ignore")
+            tree = ast.parse(reference)
     except (SyntaxError, ValueError):
         return frozenset()
     bound: set[str] = set()

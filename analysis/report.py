@@ -119,6 +119,12 @@ RULE_TEXT = {
 }
 
 
+PATTERN5_CAVEAT = ("Caveat: the pattern-5 rule reads the generated code, so it is partly a correctness "
+                   "signal by construction (code lacking the reference's literal, e.g. 'Found a match!', "
+                   "or its builtin usually fails): a difference over the control is no evidence about "
+                   "attention by itself.")
+
+
 def worked_examples(analysed: list[Analysed]) -> list[dict]:
     """One example per pattern rule: the first (by model, task id, method) incorrect generation
     with a logic failure whose suggested pattern it is."""
@@ -216,7 +222,7 @@ def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3,
                   f"    top-{ex['k']}: {ex['top_k_words']}",
                   f"    evidence: {ex['evidence']}",
                   f"    outcome: {ex['failure']}"]
-    lines.append("")
+    lines += [f"  {PATTERN5_CAVEAT}", ""]
     lines.append(f"A keyword is missed when it overlaps none of the method's top-{k} units.")
     lines.append("Suggestion order: conditional (1) > property (2) > operator (3) > datatype (4) > "
                  "pattern-5 rule (5). The shares below are raw (no control): read them with the "
@@ -330,6 +336,7 @@ def report_html(analysed: list[Analysed], k: int, controlled: list[dict] | None 
                      f"<td>{r['logic_passed']}/{r['logic_tasks']} ({_rate(r['logic_rate'])})</td>"
                      + "".join(f"<td>{r[kd]}</td>" for kd in KINDS) + "</tr>")
     parts.append("</table><h2>Pattern rules with one worked example each</h2>"
+                 f"<p>{html.escape(PATTERN5_CAVEAT)}</p>"
                  "<p>Boilerplate words never count as keywords: "
                  f"{html.escape(', '.join(sorted(BOILERPLATE)))}.</p>")
     for ex in worked_examples(analysed):
