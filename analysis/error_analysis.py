@@ -31,6 +31,7 @@ from common import dataset, fetch, paths, safe_pickle
 from common.results import ResultFileError
 from common.safe_pickle import UnsafePickle
 
+from . import taxonomy
 from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Outcome, Sandbox, job_for
 from .generations import (
     GPT4_ANSWERS,
@@ -42,20 +43,53 @@ from .generations import (
 )
 from .patterns import DEFAULT_K, Analysed, analyse, pass_rates
 from .report import save_figures, write_outputs
+from .taxonomy import Verdict
 
 
-def execute(cands: list[Candidate], sandbox: Sandbox) -> list[Outcome]:
-    """One outcome per candidate, in order; a candidate without code is an ``error`` at the
+def execute(cands: list[Candidate], sandbox: Sandbox) -> tuple[list[Outcome], list[Verdict]]:
+    """One outcome and verdict per candidate, in order (:mod:`analysis.taxonomy`).
+
+    Three passes: every candidate as extracted (renamed to the tests' function where needed); the
+    MBPP candidates whose tests pass one trailing argument too many, again with it dropped; the
+    failing ``assert f(x) == y`` of MBPP, again reporting the actual value (format or logic). The
+    outcome returned is the adapted one. A candidate without code is a ``load`` failure at the
     ``extraction`` stage."""
-    jobs, outcomes = [], {}
+    jobs, outcomes = {}, {}
     for c in cands:
         if not c.extraction.found:
             outcomes[c.key] = Outcome(c.key, "error", c.extraction.note, "extraction")
             continue
-        jobs.append(job_for(c.task, c.extraction.code, key=c.key, alias_of=c.extraction.alias_of))
-    for o in sandbox.run_many(jobs):
+        jobs[c.key] = job_for(c.task, c.extraction.code, key=c.key, alias_of=c.extraction.alias_of)
+    for o in sandbox.run_many(list(jobs.values())):
         outcomes[o.key] = o
-    return [outcomes[c.key] for c in cands]
+    strict = {c.key: outcomes[c.key].passed and not c.extraction.alias_of for c in cands}
+    adaptation = {c.key: f"renamed {c.extraction.alias_of}" if c.extraction.alias_of else ""
+                  for c in cands}
+    retry = {c.key: taxonomy.adapted_job(c.task, c.extraction.code, c.key, c.extraction.alias_of)
+             for c in cands if c.task.benchmark == "mbpp" and c.key in jobs
+             and taxonomy.drops_trailing_argument(outcomes[c.key])}
+    for o in sandbox.run_many(list(retry.values())):
+        outcomes[o.key] = o
+        jobs[o.key] = retry[o.key]
+        adaptation[o.key] = "; ".join(x for x in (adaptation[o.key], "dropped the trailing argument") if x)
+    by_key = {c.key: c for c in cands}
+    comparisons = {}
+    for key, job in jobs.items():
+        cmp = taxonomy.failing_comparison(by_key[key].task, outcomes[key])
+        if cmp is not None:
+            comparisons[key] = (cmp, taxonomy.probe_job(job, cmp))
+    actual = {}
+    for o in sandbox.run_many([p for _, p in comparisons.values()]):
+        actual[o.key.rsplit("::probe", 1)[0]] = taxonomy.actual_from(o)
+    verdicts = []
+    for c in cands:
+        o = outcomes[c.key]
+        cmp = comparisons.get(c.key, (None,))[0]
+        act = actual.get(c.key)
+        fmt = cmp is not None and taxonomy.is_format(act, cmp.expected)
+        verdicts.append(Verdict(strict[c.key], o.passed, taxonomy.kind_of(o, fmt), adaptation[c.key],
+                                act or "", cmp.expected if cmp else ""))
+    return [outcomes[c.key] for c in cands], verdicts
 
 
 def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = paths.OTHER_DATA_DIR,
@@ -91,9 +125,9 @@ def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = pat
         if missing:
             log(f"warning: sandbox without {', '.join(missing)} on this machine (see the "
                 f"execution module's safety notes); in-process guards and limits still apply")
-        outcomes = execute(cands, sb)
+        outcomes, verdicts = execute(cands, sb)
     attributions = {m: attributions_for(m, Path(result_dir), mirror) for m in {c.model for c in cands}}
-    analysed = analyse(cands, outcomes, attributions, k)
+    analysed = analyse(cands, outcomes, attributions, k, verdicts)
     files = {}
     if write:
         files = write_outputs(analysed, Path(out_dir), k)

@@ -103,8 +103,8 @@ def saved_candidate(model: str, task: dataset.Task, text: str, chat: bool = Fals
     where a generated function ends, :func:`common.code_units.function_span`:
 
     * ``body`` (the generation fills the prompt's open ``def``): the generation up to the end
-      of that block, after ``def function():`` for MBPP (HumanEval's job puts the prompt in
-      front);
+      of that block, after the MBPP header of the task's prompt style (``def function():`` or
+      the function's own signature; HumanEval's job puts the prompt in front);
     * ``definition`` (it writes its own top-level ``def``/``class``): the generation up to the
       end of that definition (imports before it kept), top-level example statements dropped,
       run as whole code;
@@ -127,7 +127,8 @@ def saved_candidate(model: str, task: dataset.Task, text: str, chat: bool = Fals
                      f"after it dropped)")
     kept = generation[:span.end] + "\n"
     if span.kind == "body":
-        head = dataset.MBPP_SUFFIX.lstrip("\n") if task.benchmark == "mbpp" else ""
+        # the MBPP header the model continued (``def function():`` or the task's own signature)
+        head = task.model_prompt[len(task.prompt):].lstrip("\n") if task.benchmark == "mbpp" else ""
         ex = extract.Extraction(head + kept, None, "; ".join(["function body"] + notes))
         return _with_alias(Candidate(model, task, text, "completion", ex, ex.note))
     code, dropped = extract.strip_examples(_LEADING_BLANK_LINES.sub("", kept))
@@ -151,11 +152,16 @@ def saved_candidates(ds: dataset.Dataset, result_dir: Path) -> tuple[list[Candid
         if source != "computed":
             continue
         res = AttributionResult.load(path)
+        style = res.meta.get("prompt_style", "study") if isinstance(res.meta, dict) else "study"
+        if style not in dataset.PROMPT_STYLES:
+            warnings.append(f"{path}: unknown prompt_style {style!r}; file skipped")
+            continue
         for tid, text in res.generations.items():
             task = by_id.get(tid)
             if task is None:
                 warnings.append(f"{path}: generation for unknown task {tid!r} skipped")
                 continue
+            task = task.with_prompt_style(style)  # the prompt the model continued
             if (model, tid) in seen:
                 if seen[(model, tid)] != text:
                     warnings.append(f"{path}: {model} {tid}: generation differs from the one in "

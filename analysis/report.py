@@ -1,10 +1,13 @@
 """The error analysis's outputs: CSV tables, a text summary, a self-contained HTML report, figures.
 
 Files (``write_outputs``, ``save_figures``; ``other_data/`` by default):
-``execution_outcomes.csv`` (every candidate), ``incorrect_generations.csv`` (one row per
-incorrect candidate and method), ``explainable_errors.txt`` (counts, shares, examples, and
-miss rates of incorrect vs. correct code as a control), ``error_report.html`` (no scripts, no
-links: works offline), ``error_*.png`` (pass rates, patterns, missed keywords).
+``execution_outcomes.csv`` (every candidate, with its failure kind and pass modes),
+``incorrect_generations.csv`` (one row per incorrect candidate and method),
+``controlled_rates.csv`` (each rule's rate on incorrect vs. correct code, adjusted, with
+interval, p and Holm p, k = 10 and the sensitivity ks: :mod:`analysis.controlled`),
+``explainable_errors.txt`` (headline: the controlled comparison; then the taxonomy, pass modes,
+the rules with one worked example each, counts), ``error_report.html`` (the same; no scripts,
+no links: works offline), ``error_*.png`` (pass rates, patterns, missed keywords).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import html
 import io
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,8 +25,9 @@ import numpy as np
 
 from common import atomic, dataset, highlight, paths
 
+from .controlled import HEADLINE, PRIMARY_K, SENSITIVITY_K, controlled_rates, verdict_text
 from .patterns import (
-    LOGIC_KINDS,
+    BOILERPLATE,
     PATTERN_NAMES,
     PATTERN_OF_LABEL,
     SUGGESTION_NOTE,
@@ -34,15 +38,23 @@ from .patterns import (
     pattern_counts,
     pattern_label,
 )
+from .taxonomy import KINDS
 
 # -- tables and text --------------------------------------------------------------------------
 
-OUTCOME_FIELDS = ["model", "benchmark", "task_id", "status", "failure_kind", "detail", "stage", "kind",
+OUTCOME_FIELDS = ["model", "benchmark", "task_id", "status", "failure_kind", "strict_passed",
+                  "adapted_passed", "adaptation", "actual", "expected", "detail", "stage", "kind",
                   "extraction_note", "alias_of"]
+CONTROLLED_FIELDS = ["model", "method", "k", "primary", "rule", "n_incorrect", "n_correct",
+                     "rate_incorrect", "rate_correct", "difference", "lo", "hi", "p", "p_holm",
+                     "significant"]
+PROMPT_NOTE = ("The study's MBPP prompts are MBPP's one-sentence description only: no function "
+               "name, no signature, no test. Strict pass rates on MBPP therefore measure the "
+               "prompt; the adapted and logic-only rates measure the code.")
 INCORRECT_FIELDS = ["model", "benchmark", "task_id", "status", "failure_kind", "detail",
                     "extraction_note",
                     "method", "k", "n_keywords", "n_missed", "missed_conditional",
-                    "missed_property", "missed_operator", "missed_datatype",
+                    "missed_property", "missed_operator", "missed_datatype", "pattern5_mismapped",
                     "suggested_pattern", "suggested_pattern_name", "all_patterns",
                     "pattern_status", "top_k_words"]
 
@@ -72,7 +84,11 @@ def portable(text: str) -> str:
 def outcome_rows(analysed: list[Analysed]) -> list[dict]:
     return [{"model": a.candidate.model, "benchmark": a.candidate.task.benchmark,
              "task_id": a.candidate.task.task_id, "status": a.outcome.status,
-             "failure_kind": a.failure_kind, "detail": portable(a.outcome.detail),
+             "failure_kind": a.failure_kind, "strict_passed": int(a.strict),
+             "adapted_passed": int(a.outcome.passed),
+             "adaptation": a.verdict.adaptation if a.verdict else "",
+             "actual": a.verdict.actual if a.verdict else "",
+             "expected": a.verdict.expected if a.verdict else "", "detail": portable(a.outcome.detail),
              "stage": a.outcome.stage, "kind": a.candidate.kind,
              "extraction_note": a.candidate.note, "alias_of": a.candidate.extraction.alias_of or ""}
             for a in analysed]
@@ -98,6 +114,8 @@ def incorrect_rows(analysed: list[Analysed]) -> list[dict]:
             rows.append({**base, "method": c.method, "k": c.k, "n_keywords": len(c.keywords),
                          "n_missed": len(c.missed),
                          **{f"missed_{lab}": "; ".join(by[lab]) for lab in PATTERN_OF_LABEL},
+                         "pattern5_mismapped": "; ".join(f"{w} -> {'/'.join(e)}"
+                                                         for w, e in c.mismapped.items()),
                          "suggested_pattern": "" if p is None else p,
                          "suggested_pattern_name": pattern_label(p),
                          "all_patterns": ";".join(map(str, c.patterns())),
@@ -105,23 +123,125 @@ def incorrect_rows(analysed: list[Analysed]) -> list[dict]:
     return rows
 
 
-def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3) -> str:
-    lines = ["Error analysis: incorrect generations explained by attention", "",
-             SUGGESTION_NOTE,
-             f"A keyword is missed when it overlaps none of the method's top-{k} units.",
-             "Suggestion order: conditional (1) > property (2) > operator (3) > datatype (4); "
-             "pattern 5 is never suggested.", ""]
-    lines.append("Pass rates")
+RULE_TEXT = {
+    1: "a keyword labelled conditional (e.g. 'whether', 'if') lies outside the method's top-k",
+    2: "no conditional missed, and a keyword labelled property lies outside the top-k",
+    3: "no conditional or property missed, and a keyword labelled operator lies outside the top-k",
+    4: "only keywords labelled datatype lie outside the top-k",
+    5: "nothing labelled is missed, and a keyword inside the top-k names a code element of the "
+       "reference solution (a method, builtin or library name, or literal: 'maximum' -> max, 'sort' "
+       "-> sorted, 'uppercase' -> upper, the same number), none of which appears in the generation",
+}
+
+
+PATTERN5_CAVEAT = ("Caveat: the pattern-5 rule reads the generated code, so it is partly a correctness "
+                   "signal by construction (code lacking the reference's literal, e.g. 'Found a match!', "
+                   "or its builtin usually fails): a difference over the control is no evidence about "
+                   "attention by itself.")
+
+
+def worked_examples(analysed: list[Analysed]) -> list[dict]:
+    """One example per pattern rule: the first (by model, task id, method) incorrect generation
+    with a logic failure whose suggested pattern it is."""
+    found: dict[int, dict] = {}
+    for a in sorted(analysed, key=lambda a: (a.candidate.model != "gpt4", a.candidate.model,
+                                             a.candidate.task.task_id)):
+        if a.group() != "incorrect":
+            continue
+        for c in a.coverage:
+            for p in (1, 2, 3, 4, 5):
+                if p in found or c.suggested() != p:
+                    continue
+                by = c.missed_by_label()
+                evidence = ("; ".join(f"{w} -> reference {'/'.join(e)} (absent from the generation)"
+                                      for w, e in c.mismapped.items()) if p == 5 else
+                            "; ".join(f"missed {lab}: {', '.join(w)}" for lab, w in by.items() if w))
+                found[p] = {"pattern": p, "rule": RULE_TEXT[p], "model": a.candidate.model,
+                            "method": c.method, "k": c.k, "task_id": a.candidate.task.task_id,
+                            "prompt": a.candidate.task.prompt, "evidence": evidence,
+                            "top_k_words": "; ".join(a.candidate.task.prompt[x:y] for x, y in c.top_k),
+                            "failure": f"{a.failure_kind}: {a.outcome.detail[:200]}",
+                            "code": a.candidate.extraction.code, "keywords": c.keywords,
+                            "top_k": c.top_k}
+    return [found[p] for p in sorted(found)]
+
+
+def _rate(x) -> str:
+    return "-" if x != x else f"{x:.1%}"
+
+
+def controlled_lines(controlled: list[dict]) -> list[str]:
+    lines = [f"HEADLINE: controlled comparison at k = {PRIMARY_K} (fixed in advance)",
+             "A rule 'explains' failures only if it fires more often on incorrect code than on correct",
+             "code. Difference = Mantel-Haenszel risk difference, incorrect minus correct, stratified",
+             "by benchmark x number of keywords; 95% stratified bootstrap interval; two-sided",
+             "stratified permutation p; Holm over the rules of one model/method. Incorrect = logic",
+             "failures and timeouts; interface, format and load failures are left out.", ""]
+    head = [r for r in controlled if r["primary"] and r["rule"] == HEADLINE]
+    for r in head:
+        lines.append(f"  {r['model']} / {r['method']}: explained by attention on "
+                     f"{_rate(r['rate_incorrect'])} of {r['n_incorrect']} incorrect vs. "
+                     f"{_rate(r['rate_correct'])} of {r['n_correct']} correct generations")
+        lines.append(f"      {verdict_text(r)}")
+    lines += ["", f"Every rule at k = {PRIMARY_K}:",
+              f"  {'model / method':<32} {'rule':<24} {'incorrect':>16} {'correct':>16}  "
+              f"{'diff [95% CI]':<24} {'p':>7} {'Holm p':>7}"]
+    for r in controlled:
+        if not r["primary"]:
+            continue
+        ci = ("-" if r["difference"] != r["difference"] else
+              f"{100 * r['difference']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]")
+        mark = "" if r["significant"] else "  n.s."
+        lines.append(f"  {r['model'] + ' / ' + r['method']:<32} {r['rule']:<24} "
+                     f"{_rate(r['rate_incorrect']):>7} of {r['n_incorrect']:<5} "
+                     f"{_rate(r['rate_correct']):>7} of {r['n_correct']:<5}  {ci:<24} "
+                     f"{r['p']:7.3g} {r['p_holm']:7.3g}{mark}")
+    sens = [r for r in controlled if r["rule"] == HEADLINE and not r["primary"]]
+    if sens:
+        lines += ["", "Sensitivity (other k, same headline rule; not the pre-registered analysis):"]
+        for r in sorted(sens, key=lambda r: (r["model"], r["method"], r["k"])):
+            lines.append(f"  k = {r['k']:<3} {r['model']} / {r['method']}: {verdict_text(r)}")
+    return lines
+
+
+def taxonomy_lines(analysed: list[Analysed]) -> list[str]:
+    lines = ["Failure taxonomy and pass rates three ways", f"  {PROMPT_NOTE}",
+             "  strict = passes under its own name and arguments; adapted = after renaming to the",
+             "  tests' function and dropping the trailing length argument the MBPP tests pass;",
+             "  logic-only = adapted passes + format failures, over generations that could be",
+             "  loaded and called (interface and load failures left out).", ""]
     for r in pass_rates(analysed):
-        lines.append(f"  {r['model']:<12} {r['benchmark']:<10} {r['passed']:>4}/{r['tasks']:<4} "
-                     f"= {r['pass_rate']:6.1%}   failed {r['failed']}, timeout {r['timeout']}, "
-                     f"error {r['error']}")
-    lines.append("")
-    lines.append("Why incorrect (failure kinds)")
-    kinds = Counter((a.candidate.model, a.candidate.task.benchmark, a.failure_kind)
-                    for a in analysed if not a.outcome.passed)
-    for (model, bench, kind), v in sorted(kinds.items()):
-        lines.append(f"  {model:<12} {bench:<10} {kind:<20} {v:>5}")
+        lines.append(f"  {r['model']:<12} {r['benchmark']:<10} strict {r['strict']:>4}/{r['tasks']:<4} "
+                     f"{_rate(r['strict_rate']):>6}  adapted {r['adapted']:>4} {_rate(r['adapted_rate']):>6}"
+                     f"  logic-only {r['logic_passed']:>4}/{r['logic_tasks']:<4} {_rate(r['logic_rate']):>6}")
+        lines.append("      failures: " + ", ".join(f"{kd} {r[kd]}" for kd in KINDS))
+    return lines
+
+
+def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3,
+                            controlled: list[dict] | None = None) -> str:
+    if controlled is None:
+        controlled = controlled_rates(analysed, (k,))
+    lines = ["Error analysis: do attention rules explain incorrect generations?", "",
+             SUGGESTION_NOTE, ""]
+    lines += controlled_lines(controlled) + [""]
+    lines += taxonomy_lines(analysed) + [""]
+    lines += ["Pattern rules, each with one worked example from the data (suggestions, to be "
+              "confirmed by a human)",
+              f"  Boilerplate words never count as keywords: {', '.join(sorted(BOILERPLATE))}."]
+    for ex in worked_examples(analysed):
+        lines += [f"  Pattern {ex['pattern']} ({PATTERN_NAMES[ex['pattern']]})",
+                  f"    rule: {ex['rule']}",
+                  f"    e.g. {ex['model']} {ex['task_id']} ({ex['method']}, top-{ex['k']}): "
+                  f"{ex['prompt'][:160]!r}",
+                  f"    top-{ex['k']}: {ex['top_k_words']}",
+                  f"    evidence: {ex['evidence']}",
+                  f"    outcome: {ex['failure']}"]
+    lines += [f"  {PATTERN5_CAVEAT}", ""]
+    lines.append(f"A keyword is missed when it overlaps none of the method's top-{k} units.")
+    lines.append("Suggestion order: conditional (1) > property (2) > operator (3) > datatype (4) > "
+                 "pattern-5 rule (5). The shares below are raw (no control): read them with the "
+                 "headline above.")
     lines.append("")
     by_pattern: dict[tuple, list[tuple[Analysed, Coverage]]] = defaultdict(list)
     for a in analysed:
@@ -131,27 +251,19 @@ def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3)
     for (model, method), counts in sorted(pattern_counts(analysed).items()):
         n = sum(counts.values())
         explained = sum(v for p, v in counts.items() if p not in (0, None))
-        lines.append(f"{model} / {method}: {n} incorrect generations; suggested as explained by "
-                     f"attention: {explained} ({explained / n:.1%})")
-        for p in (1, 2, 3, 4, 0, None):
+        lines.append(f"{model} / {method}: {n} incorrect generations (every kind); suggested as "
+                     f"explained by attention: {explained} ({explained / n:.1%}), raw share")
+        for p in (1, 2, 3, 4, 5, 0, None):
             v = counts.get(p, 0)
             label = f"pattern {p}" if p else ("not explained" if p == 0 else "no keywords")
             lines.append(f"  {label:<14} {v:>5}  {v / n:6.1%}  {pattern_label(p)}")
             for a, c in by_pattern.get((model, method, p), [])[:examples if v else 0]:
                 by = c.missed_by_label()
                 missed = ", ".join(f"{lab}: {'/'.join(w)}" for lab, w in by.items() if w) or "-"
-                lines.append(f"      e.g. {a.candidate.task.task_id} [{a.outcome.status}] "
+                lines.append(f"      e.g. {a.candidate.task.task_id} [{a.failure_kind}] "
                              f"missed {missed}; {portable(a.outcome.detail)[:100]}")
         lines.append("")
-    lines.append(f"Only incorrect results, exceptions and timeouts ({', '.join(LOGIC_KINDS)}); "
-                 f"wrong signatures and code that did not load are left out:")
-    for (model, method), counts in sorted(pattern_counts(analysed, LOGIC_KINDS).items()):
-        n = sum(counts.values())
-        cells = ", ".join(f"{'p' + str(p) if p else ('not explained' if p == 0 else 'no keywords')} "
-                          f"{counts.get(p, 0)} ({counts.get(p, 0) / n:.1%})" for p in (1, 2, 3, 4, 0))
-        lines.append(f"  {model} / {method}: {n} generations: {cells}")
-    lines.append("")
-    lines.append("Control: share of labelled keywords outside the top-k, incorrect vs. correct code")
+    lines.append("Keywords outside the top-k by label, incorrect vs. correct code (raw shares)")
     rates = miss_rates(analysed)
     keyed = {(r["model"], r["method"], r["group"], r["label"]): r for r in rates}
     for model, method in sorted({(r["model"], r["method"]) for r in rates}):
@@ -163,6 +275,7 @@ def explainable_errors_text(analysed: list[Analysed], k: int, examples: int = 3)
                 parts.append(f"{group} {r['miss_rate']:.1%} of {r['keywords']}" if r and r["keywords"]
                              else f"{group} -")
             lines.append(f"    {lab:<12} " + "   ".join(parts))
+    lines += ["", SUGGESTION_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +293,9 @@ def render_prompt(prompt: str, keywords: list[dataset.Keyword], top_k: np.ndarra
     return "".join(out)
 
 
-def report_html(analysed: list[Analysed], k: int) -> str:
+def report_html(analysed: list[Analysed], k: int, controlled: list[dict] | None = None) -> str:
+    if controlled is None:
+        controlled = controlled_rates(analysed, (k,))
     style = "\n".join(f".kw-{lab} {{ background: {col}; }}" for lab, col in LABEL_COLOURS.items())
     legend = " ".join(f'<span class="kw-{lab}">{lab}</span>' for lab in LABEL_COLOURS)
     parts = [
@@ -198,18 +313,61 @@ def report_html(analysed: list[Analysed], k: int) -> str:
         f"<p>Legend: {legend}; <span class='top'>boxed</span> = in the method's top-{k}.</p>",
         "<p>Patterns: " + "; ".join(f"{p if p else 'not explained'}: {html.escape(PATTERN_NAMES[p])}"
                                     for p in (1, 2, 3, 4, 5, 0)) + ".</p>",
-        "<h2>Pass rates</h2><table><tr><th>model</th><th>benchmark</th><th>passed</th>"
-        "<th>failed</th><th>timeout</th><th>error</th><th>pass rate</th></tr>"]
+        f"<h2>Headline: controlled comparison (k = {PRIMARY_K}, fixed in advance)</h2>",
+        "<p>A rule explains failures only if it fires more often on incorrect code than on correct "
+        "code. Difference: Mantel-Haenszel risk difference (incorrect minus correct) stratified by "
+        "benchmark x number of keywords, 95% stratified bootstrap interval, two-sided stratified "
+        "permutation p, Holm over the rules of one model/method. Incorrect = logic failures and "
+        "timeouts; interface, format and load failures left out.</p>",
+        "<table><tr><th>model</th><th>method</th><th>rule</th><th>incorrect</th><th>correct</th>"
+        "<th>difference [95% CI]</th><th>p</th><th>Holm p</th><th>verdict</th></tr>"]
+    for r in controlled:
+        if not r["primary"]:
+            continue
+        ci = ("-" if r["difference"] != r["difference"] else
+              f"{100 * r['difference']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]")
+        bold = ("<b>", "</b>") if r["rule"] == HEADLINE else ("", "")
+        parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{html.escape(r['method'])}</td>"
+                     f"<td>{bold[0]}{html.escape(r['rule'])}{bold[1]}</td>"
+                     f"<td>{_rate(r['rate_incorrect'])} of {r['n_incorrect']}</td>"
+                     f"<td>{_rate(r['rate_correct'])} of {r['n_correct']}</td><td>{ci}</td>"
+                     f"<td>{r['p']:.3g}</td><td>{r['p_holm']:.3g}</td>"
+                     f"<td>{'significant' if r['significant'] else 'not significant'}</td></tr>")
+    parts.append("</table>")
+    sens = sorted((r for r in controlled if r["rule"] == HEADLINE and not r["primary"]),
+                  key=lambda r: (r["model"], r["method"], r["k"]))
+    if sens:
+        parts.append("<h3>Sensitivity: other k (headline rule only)</h3><ul>")
+        parts += [f"<li>k = {r['k']}, {html.escape(r['model'])} / {html.escape(r['method'])}: "
+                  f"{html.escape(verdict_text(r))}</li>" for r in sens]
+        parts.append("</ul>")
+    parts.append(f"<h2>Failure taxonomy and pass rates three ways</h2><p>{html.escape(PROMPT_NOTE)}</p>"
+                 "<table><tr><th>model</th><th>benchmark</th><th>strict</th><th>adapted</th>"
+                 "<th>logic-only</th>" + "".join(f"<th>{kd}</th>" for kd in KINDS) + "</tr>")
     for r in pass_rates(analysed):
         parts.append(f"<tr><td>{html.escape(r['model'])}</td><td>{r['benchmark']}</td>"
-                     f"<td>{r['passed']}/{r['tasks']}</td><td>{r['failed']}</td><td>{r['timeout']}"
-                     f"</td><td>{r['error']}</td><td>{r['pass_rate']:.1%}</td></tr>")
-    parts.append("</table><h2>Suggested patterns</h2><table><tr><th>model</th><th>method</th>"
-                 + "".join(f"<th>{p}</th>" for p in ("1", "2", "3", "4", "not explained", "no keywords"))
+                     f"<td>{r['strict']}/{r['tasks']} ({_rate(r['strict_rate'])})</td>"
+                     f"<td>{r['adapted']}/{r['tasks']} ({_rate(r['adapted_rate'])})</td>"
+                     f"<td>{r['logic_passed']}/{r['logic_tasks']} ({_rate(r['logic_rate'])})</td>"
+                     + "".join(f"<td>{r[kd]}</td>" for kd in KINDS) + "</tr>")
+    parts.append("</table><h2>Pattern rules with one worked example each</h2>"
+                 f"<p>{html.escape(PATTERN5_CAVEAT)}</p>"
+                 "<p>Boilerplate words never count as keywords: "
+                 f"{html.escape(', '.join(sorted(BOILERPLATE)))}.</p>")
+    for ex in worked_examples(analysed):
+        parts.append(f"<h3>Pattern {ex['pattern']}: {html.escape(PATTERN_NAMES[ex['pattern']])}</h3>"
+                     f"<p>Rule: {html.escape(ex['rule'])}.</p><p>Example (a suggestion): "
+                     f"{html.escape(ex['model'])} {html.escape(ex['task_id'])}, {html.escape(ex['method'])} "
+                     f"top-{ex['k']}; {html.escape(ex['evidence'])}; {html.escape(ex['failure'])}</p>"
+                     f"<div class='prompt'>{render_prompt(ex['prompt'], ex['keywords'], ex['top_k'])}</div>"
+                     f"<pre>{html.escape(ex['code'])}</pre>")
+    parts.append("<h2>Suggested patterns (raw counts of incorrect generations, no control)</h2>"
+                 "<table><tr><th>model</th><th>method</th>"
+                 + "".join(f"<th>{p}</th>" for p in ("1", "2", "3", "4", "5", "not explained", "no keywords"))
                  + "</tr>")
     for (model, method), c in sorted(pattern_counts(analysed).items()):
         parts.append(f"<tr><td>{html.escape(model)}</td><td>{html.escape(method)}</td>"
-                     + "".join(f"<td>{c.get(p, 0)}</td>" for p in (1, 2, 3, 4, 0, None)) + "</tr>")
+                     + "".join(f"<td>{c.get(p, 0)}</td>" for p in (1, 2, 3, 4, 5, 0, None)) + "</tr>")
     parts.append("</table>")
     for model in sorted({a.candidate.model for a in analysed}):
         wrong = [a for a in analysed if a.candidate.model == model and not a.outcome.passed]
@@ -219,7 +377,8 @@ def report_html(analysed: list[Analysed], k: int) -> str:
             sugg = ", ".join(f"{c.method}: {c.suggested() if c.suggested() is not None else '-'}"
                              for c in a.coverage) or "no attention available"
             parts.append(f"<details><summary><b>{html.escape(cand.task.task_id)}</b> "
-                         f"[{o.status}: {a.failure_kind}] suggested pattern ({sugg})</summary>")
+                         f"[{o.status}: {a.failure_kind}] suggested pattern ({sugg}; to be confirmed)"
+                         f"</summary>")
             parts.append(f"<p>{html.escape(portable(o.detail))}</p>")
             if cand.note:
                 parts.append(f"<p><i>{html.escape(cand.note)}</i></p>")
@@ -235,18 +394,24 @@ def report_html(analysed: list[Analysed], k: int) -> str:
                 plain = render_prompt(cand.task.prompt, list(cand.task.keywords), np.zeros((0, 2), int))
                 parts.append(f"<div class='prompt'>{plain}</div>")
             parts.append(f"<pre>{html.escape(cand.extraction.code)}</pre></details>")
-    parts.append("</body></html>")
+    parts.append(f"<p class='note'>{html.escape(SUGGESTION_NOTE)}</p></body></html>")
     return "\n".join(parts)
 
 
-def write_outputs(analysed: list[Analysed], out_dir: Path, k: int) -> dict[str, Path]:
+def write_outputs(analysed: list[Analysed], out_dir: Path, k: int,
+                  controlled: list[dict] | None = None) -> dict[str, Path]:
+    """Every file but the figures; ``controlled`` (default: computed at k and the sensitivity ks)."""
     out_dir = Path(out_dir)
+    if controlled is None:
+        controlled = controlled_rates(analysed, sorted({k, *SENSITIVITY_K}) if k == PRIMARY_K else (k,))
     files = {
+        "controlled": (out_dir / "controlled_rates.csv", _csv_text(CONTROLLED_FIELDS, controlled)),
         "outcomes": (out_dir / "execution_outcomes.csv", _csv_text(OUTCOME_FIELDS, outcome_rows(analysed))),
         "incorrect": (out_dir / "incorrect_generations.csv",
                       _csv_text(INCORRECT_FIELDS, incorrect_rows(analysed))),
-        "summary": (out_dir / "explainable_errors.txt", explainable_errors_text(analysed, k)),
-        "report": (out_dir / "error_report.html", report_html(analysed, k)),
+        "summary": (out_dir / "explainable_errors.txt",
+                    explainable_errors_text(analysed, k, controlled=controlled)),
+        "report": (out_dir / "error_report.html", report_html(analysed, k, controlled)),
     }
     for path, text in files.values():
         atomic.write_text(path, text)
@@ -256,7 +421,7 @@ def write_outputs(analysed: list[Analysed], out_dir: Path, k: int) -> dict[str, 
 
 # -- figures ---------------------------------------------------------------------------------
 
-PATTERN_ORDER = (1, 2, 3, 4, 0)
+PATTERN_ORDER = (1, 2, 3, 4, 5, 0)
 
 
 def _pyplot():
@@ -288,7 +453,7 @@ def fig_patterns(analysed: list[Analysed], kinds: Iterable[str] | None = None):
     keys = sorted(counts)
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * max(1, len(keys))))
     left = np.zeros(len(keys))
-    colours = ["#c44e52", "#55a868", "#dd8452", "#4c72b0", "#999999"]
+    colours = ["#c44e52", "#55a868", "#dd8452", "#4c72b0", "#8172b3", "#999999"]
     for p, col in zip(PATTERN_ORDER, colours):
         share = np.asarray([100 * counts[k].get(p, 0) / max(1, sum(counts[k].values())) for k in keys])
         ax.barh([f"{m} / {meth}" for m, meth in keys], share, left=left, color=col,

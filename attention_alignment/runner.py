@@ -83,10 +83,11 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _meta(method: Method, backend) -> dict:
+def _meta(method: Method, backend, prompt_style: str = "study") -> dict:
     import torch
     import transformers
-    return {"method": method.settings(), "backend": backends.header(backend), "family": method.family,
+    return {"method": method.settings(), "backend": backends.header(backend), "prompt_style": prompt_style,
+            "family": method.family,
             "stage": method.stage, "description": method.description,
             "units": "words of the scored region (common.code_units)",
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__}}
@@ -112,15 +113,23 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
     ``batch_size`` tasks together (a local model's batches then fill across tasks); results
     are identical either way, and each task is still recorded as it finishes."""
     check_compatible(methods, backend)
+    styles = {getattr(t, "prompt_style", "study") for t in tasks}
+    if len(styles) > 1:
+        raise UsageError(f"tasks of several prompt styles ({', '.join(sorted(styles))}) in one run")
+    style = styles.pop() if styles else "study"
     for m in methods:
         m.prepare()
     if hasattr(backend, "families"):  # one forward/backward computes what these families need
         backend.families = frozenset(m.family for m in methods if m.needs == "model")
     output = Path(output)
     results = {m.name: AttributionResult.open(result_path(output, m.name, backend.name), m.name,
-                                              backend.name, _meta(m, backend),
-                                              match_meta=("method", "backend"))
+                                              backend.name, _meta(m, backend, style),
+                                              match_meta=("method", "backend", "prompt_style"))
                for m in methods}
+    for r in results.values():  # files from before the option are study-style
+        if r.meta.get("prompt_style", "study") != style:
+            raise ResultFileError(f"{r.path} was made with prompt_style='study', this run has "
+                                  f"{style!r}: use another result folder or model name")
     summary = RunSummary(backend.name, [m.name for m in methods],
                          paths={n: r.path for n, r in results.items()}, tasks=len(tasks))
     pending = [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
@@ -279,6 +288,10 @@ def parser() -> argparse.ArgumentParser:
     sel.add_argument("--limit", type=_non_negative,
                      help=f"first N tasks (0: all 1,138; default: all, or {DEFAULT_LIMIT} with no --model)")
     sel.add_argument("--labels", default="corrected", choices=dataset.LABEL_VERSIONS)
+    sel.add_argument("--prompt-style", default="study", choices=dataset.PROMPT_STYLES,
+                     help="what the model is given for MBPP: the study's text (default) or the "
+                          "description plus the function's def line; the scored region is the "
+                          "labelled text either way")
     mod = p.add_argument_group("model")
     mod.add_argument("--model", help=f"short name ({', '.join(models.CHECKPOINTS)}), local folder, hub id, "
                                      f"or a chat model id (default {DEFAULT_MODEL}: offline SmolLM2-135M)")
@@ -398,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         no_model = args.model is None
         limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if no_model else 0)
         benchmark = args.benchmark or ("mbpp" if no_model else "all")
-        tasks = dataset.load(args.labels).select(benchmark, limit or None)
+        tasks = dataset.load(args.labels, prompt_style=args.prompt_style).select(benchmark, limit or None)
         temperature = None if args.temperature == "default" else float(args.temperature)
         backend = backends.build(
             args.model or DEFAULT_MODEL, backend=args.backend, base_url=args.base_url, name=args.name,

@@ -35,7 +35,7 @@ import json
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -45,6 +45,11 @@ LABELS = ("datatype", "operator", "property", "conditional")
 LABEL_VERSIONS = ("published", "corrected")
 BENCHMARKS = ("humaneval", "mbpp")
 MBPP_SUFFIX = "\ndef function():"
+#: What a model is given for an MBPP task (HumanEval prompts carry their signature already):
+#: ``study`` the published text plus ``def function():`` (the study's prompts name no function,
+#: no parameters, no test); ``signature`` the same description plus the function's own ``def``
+#: line, taken from the reference solution (or, failing that, built from the first test's call).
+PROMPT_STYLES = ("study", "signature")
 
 HUMANEVAL_CSV = "upstream/dataset/humaneval.csv"
 MBPP_CSV = "upstream/dataset/mbpp.csv"
@@ -87,10 +92,53 @@ class Task:
     test: str
     entry_point: str | None
     test_list: tuple[str, ...] = ()
+    prompt_style: str = "study"
 
     @property
     def model_prompt(self) -> str:
-        return self.prompt + MBPP_SUFFIX if self.benchmark == "mbpp" else self.prompt
+        """``prompt`` and then, for MBPP, the function header of the prompt style; it always
+        starts with ``prompt``, so offsets in the labelled text hold in it."""
+        if self.benchmark != "mbpp":
+            return self.prompt
+        if self.prompt_style == "signature":
+            header = mbpp_signature(self)
+            if header:
+                return self.prompt + "\n" + header
+        return self.prompt + MBPP_SUFFIX
+
+    def with_prompt_style(self, style: str) -> Task:
+        """The same task given to a model in another prompt style (:data:`PROMPT_STYLES`); the
+        scored region stays the labelled text."""
+        if style not in PROMPT_STYLES:
+            raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, not {style!r}")
+        return replace(self, prompt_style=style)
+
+
+_DEF_LINE = re.compile(r"^def\s+(\w+)\s*\(.*?\)\s*(->\s*[^:]+)?:", re.M | re.S)
+
+
+def mbpp_signature(task: Task) -> str:
+    """The ``def`` line of the function the tests call: the reference solution's own (one line,
+    annotations kept), else ``def name(arg1, ..., argN):`` with N the first test's argument
+    count; '' when neither is found."""
+    name = task.entry_point
+    if not name:
+        return ""
+    for m in _DEF_LINE.finditer(task.reference):
+        if m.group(1) == name:
+            line = " ".join(m.group(0).split()).replace("( ", "(").replace(" )", ")")
+            return re.sub(r"^def (\w+) \(", r"def \1(", line)
+    for test in task.test_list[:1]:
+        m = re.search(rf"\b{re.escape(name)}\s*\(", test)
+        if m:
+            try:
+                call = next(n for n in ast.walk(ast.parse(test.strip()))
+                            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name)
+            except (SyntaxError, StopIteration):
+                return ""
+            args = ", ".join(f"arg{i + 1}" for i in range(len(call.args)))
+            return f"def {name}({args}):"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +195,10 @@ class Dataset:
     def select(self, benchmark: str | None = None, limit: int | None = None) -> list[Task]:
         tasks = [t for t in self.tasks if benchmark in (None, "all", t.benchmark)]
         return tasks[:limit] if limit is not None else tasks
+
+    def with_prompt_style(self, style: str) -> Dataset:
+        """Every task in prompt style ``style`` (:meth:`Task.with_prompt_style`)."""
+        return replace(self, tasks=[t.with_prompt_style(style) for t in self.tasks])
 
 
 def scored_region(benchmark: str, prompt: str) -> tuple[int, int]:
@@ -367,11 +419,15 @@ def _mbpp_entry_point(problem: dict) -> str | None:
 
 
 def load(labels: str = "corrected", mirror: str | os.PathLike | None = None,
-         without: tuple[str, ...] = ()) -> Dataset:
+         without: tuple[str, ...] = (), prompt_style: str = "study") -> Dataset:
     """Load all 1,138 tasks with the given label version (fetching data files if needed);
-    ``without``: correction kinds to leave out of the corrected version."""
-    return _load(labels, str(mirror) if mirror else os.environ.get(fetch.MIRROR_ENV, ""),
-                 tuple(sorted(set(without))))
+    ``without``: correction kinds to leave out of the corrected version; ``prompt_style``: what
+    a model is given for MBPP (:data:`PROMPT_STYLES`; the labelled text is the same)."""
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, not {prompt_style!r}")
+    ds = _load(labels, str(mirror) if mirror else os.environ.get(fetch.MIRROR_ENV, ""),
+               tuple(sorted(set(without))))
+    return ds if prompt_style == "study" else ds.with_prompt_style(prompt_style)
 
 
 @cache

@@ -11,7 +11,11 @@ for all of them.
 * :func:`permutation_test`: paired permutation over prompts (method labels exchanged inside
   each prompt, for every model at once);
 * :func:`holm`: Holm's step-down adjustment;
-* :func:`point_biserial`, :func:`auc`, :func:`by_stratum`: accuracy against alignment.
+* :func:`point_biserial`, :func:`auc`, :func:`by_stratum`: accuracy against alignment;
+* :func:`mh_risk_difference`, :func:`stratified_difference`: a rate in one group against the
+  same rate in a control group, adjusted for strata (Mantel-Haenszel weights), with a
+  stratified bootstrap interval and a permutation p-value (group labels exchanged inside each
+  stratum).
 """
 
 from __future__ import annotations
@@ -216,3 +220,70 @@ def by_stratum(score: np.ndarray, passed: np.ndarray, stratum: np.ndarray,
                      "r_pb_lo": float(r_lo), "r_pb_hi": float(r_hi), "auc": auc(x, y),
                      "auc_lo": float(a_lo), "auc_hi": float(a_hi)})
     return pd.DataFrame(rows)
+
+
+def mh_risk_difference(y: np.ndarray, group: np.ndarray, stratum: np.ndarray) -> float:
+    """Mantel-Haenszel risk difference of a 0/1 outcome ``y`` between ``group`` True and False:
+    sum_s w_s (p1_s - p0_s) / sum_s w_s with w_s = n1_s n0_s / (n1_s + n0_s). Strata with one
+    group only carry no weight; NaN when none has both."""
+    y = np.asarray(y, dtype=np.float64)
+    g = np.asarray(group, dtype=bool)
+    _, s = np.unique(np.asarray(stratum), return_inverse=True)
+    return float(_mh_rows(y[None], g[None], s, int(s.max()) + 1 if len(s) else 0)[0])
+
+
+def _mh_rows(y: np.ndarray, g: np.ndarray, s: np.ndarray, n_strata: int) -> np.ndarray:
+    """MH risk difference of each row of ``y`` (R, n) with groups ``g`` (R, n) or (1, n);
+    ``s``: stratum index per unit (n,)."""
+    onehot = np.zeros((len(s), n_strata))
+    onehot[np.arange(len(s)), s] = 1.0
+    g = np.broadcast_to(g, y.shape).astype(np.float64)
+    n1, n0 = g @ onehot, (1.0 - g) @ onehot
+    x1, x0 = (y * g) @ onehot, (y * (1.0 - g)) @ onehot
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where((n1 > 0) & (n0 > 0), n1 * n0 / (n1 + n0), 0.0)
+        d = np.where(w > 0, x1 / np.where(n1 > 0, n1, 1) - x0 / np.where(n0 > 0, n0, 1), 0.0)
+        wsum = w.sum(axis=1)
+        return np.where(wsum > 0, (w * d).sum(axis=1) / np.where(wsum > 0, wsum, 1), np.nan)
+
+
+def stratified_difference(y, group, stratum, resamples: int = DEFAULT_RESAMPLES,
+                          permutations: int = 2000, seed: int = DEFAULT_SEED,
+                          level: float = LEVEL) -> dict:
+    """A rate in ``group`` True (e.g. incorrect code) against the same rate in the control
+    (``group`` False), adjusted for ``stratum`` (e.g. benchmark x number of keywords).
+
+    Returns ``n1``, ``n0``, the raw rates ``rate1``/``rate0``, the Mantel-Haenszel risk
+    difference ``diff`` with a percentile interval ``lo``/``hi`` from a bootstrap that
+    resamples units inside each stratum and group, and a two-sided permutation ``p`` (group
+    labels shuffled inside each stratum: the null of no difference within strata). NaN
+    difference and p = 1 when no stratum holds both groups."""
+    y = np.asarray(y, dtype=np.float64)
+    g = np.asarray(group, dtype=bool)
+    stratum = np.asarray(stratum)
+    if not (len(y) == len(g) == len(stratum)):
+        raise ValueError("y, group and stratum must have the same length")
+    _, s = (np.unique(stratum, return_inverse=True) if len(stratum)
+            else (np.array([]), np.zeros(0, dtype=np.int64)))
+    k = int(s.max()) + 1 if len(s) else 0
+    out = {"n1": int(g.sum()), "n0": int((~g).sum()),
+           "rate1": float(y[g].mean()) if g.any() else float("nan"),
+           "rate0": float(y[~g].mean()) if (~g).any() else float("nan")}
+    diff = float(_mh_rows(y[None], g[None], s, k)[0]) if len(y) else float("nan")
+    if np.isnan(diff):
+        return {**out, "diff": diff, "lo": float("nan"), "hi": float("nan"), "p": 1.0}
+    rng = np.random.default_rng(seed)
+    # bootstrap: indices drawn inside each (stratum, group) cell
+    idx = np.empty((resamples, len(y)), dtype=np.int64)
+    for cell in set(zip(s.tolist(), g.tolist())):
+        members = np.flatnonzero((s == cell[0]) & (g == cell[1]))
+        idx[:, members] = members[rng.integers(0, len(members), size=(resamples, len(members)))]
+    boot = _mh_rows(y[idx], g[None], s, k)
+    lo, hi = interval(boot, level)
+    # permutation: group labels shuffled inside each stratum
+    perm_g = np.broadcast_to(g, (permutations, len(g))).copy()
+    for j in range(k):
+        members = np.flatnonzero(s == j)
+        perm_g[:, members] = rng.permuted(perm_g[:, members], axis=1)
+    null = _mh_rows(np.broadcast_to(y, perm_g.shape), perm_g, s, k)
+    return {**out, "diff": diff, "lo": float(lo), "hi": float(hi), "p": pvalue_two_sided(null, diff)}

@@ -137,8 +137,10 @@ class NoJobs:
 
 def test_execute_reports_a_missing_function_without_running_it():
     c = saved_candidate("toy", mbpp(), "\n\n")
-    assert [(o.status, o.detail, o.stage) for o in ea.execute([c], NoJobs())] == \
+    outcomes, verdicts = ea.execute([c], NoJobs())
+    assert [(o.status, o.detail, o.stage) for o in outcomes] == \
         [("error", generations.NO_FUNCTION, "extraction")]
+    assert verdicts[0].kind == "load" and not verdicts[0].strict
 
 
 def test_chat_backend_generations_are_chat_answers(tmp_path, corrected):
@@ -171,5 +173,5 @@ def test_cut_code_runs(sandbox):
                              "\nclass Stack:\n    def __init__(self):\n        self.items = []\n"
                              "s = Stack(1)\n")]
     assert len({c.key for c in cands}) == 4
-    outcomes = ea.execute(cands, sandbox)
+    outcomes, _ = ea.execute(cands, sandbox)
     assert [o.status for o in outcomes] == ["passed"] * 4, [o.detail for o in outcomes]
