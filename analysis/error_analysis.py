@@ -135,7 +135,7 @@ def run(models: list[str] | None = None, k: int = DEFAULT_K, out_dir: Path = pat
     for r in pass_rates(analysed):
         log(f"{r['model']} {r['benchmark']}: {r['passed']}/{r['tasks']} passed ({r['pass_rate']:.1%})")
     for path in files.values():
-        log(f"wrote {path}")
+        log(f"wrote {paths.shown(path)}")
     return analysed, files
 
 
