@@ -321,7 +321,9 @@ def write(tables: Tables, output_dir: str | os.PathLike = paths.ANALYSIS_OUTPUT_
                         *tables.extra.items()]:
         path = output_dir / f"{name}.csv"
         with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False, float_format="%.17g")
+            # 12 significant digits: the last bits of a bootstrap mean depend on the BLAS thread
+            # count's summation order; a rerun elsewhere must write the same bytes
+            frame.to_csv(tmp, index=False, float_format="%.12g")
         written.append(path)
     return written
 
