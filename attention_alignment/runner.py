@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import backends, dataset, fetch, models, paths
+from common import backends, dataset, fetch, models, paths, shards
 from common.atomic import write_text
 from common.chat import BudgetExceeded, ChatError
 from common.method import DEFINITIONS, FAMILIES, Method, TaskFailure
@@ -104,24 +104,26 @@ def check_compatible(methods: list[Method], backend) -> None:
 
 
 def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths.RESULT_DIR,
-        progress: bool = True) -> RunSummary:
-    """Attribute every task not yet recorded, for every method, appending as each task ends."""
+        progress: bool = True, shard: tuple[int, int] | None = None) -> RunSummary:
+    """Attribute every task not yet recorded, for every method, appending as each task ends.
+
+    ``shard=(I, N)``: only shard I of N of ``tasks`` (:func:`common.shards.select`), written to
+    the shard's own files ``<method>_<model>.shard-I-of-N.jsonl``."""
     check_compatible(methods, backend)
     for m in methods:
         m.prepare()
+    tasks = shard_tasks(tasks, shard)
     output = Path(output)
-    results = {m.name: AttributionResult.open(result_path(output, m.name, backend.name), m.name,
-                                              backend.name, _meta(m, backend),
-                                              match_meta=("method", "backend"))
-               for m in methods}
+    results = open_results(methods, backend.name, {m.name: _meta(m, backend) for m in methods}, output,
+                           shard, len(tasks))
     summary = RunSummary(backend.name, [m.name for m in methods],
                          paths={n: r.path for n, r in results.items()}, tasks=len(tasks))
-    pending = [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
+    pending = pending_tasks(tasks, results)
     summary.skipped = len(tasks) - len(pending)
     internal = any(m.needs == "model" for m in methods)
-    chunk = getattr(backend, "batch_size", 1) if internal else 1
+    chunk = chunk_size(methods, backend)
     bar = _progress(len(pending), backend.name, progress)
-    usage_path = output / f"{backend.name}.usage.json"
+    usage_path = usage_file(output, backend.name, shard)
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
     try:
@@ -130,7 +132,8 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
             if internal:
                 backend.prepare(batch)  # generations of the chunk, batched
             for task in batch:
-                _attribute_task(task, methods, backend, results, summary)
+                done = {name for name, r in results.items() if task.task_id in r.done}
+                record_outcomes(task, attribute_task(task, methods, backend, done), results, summary)
                 bar.update(1)
                 if hasattr(backend, "usage"):
                     summary.usage = _write_usage(usage_path, run_id, backend.usage.as_dict())
@@ -143,29 +146,70 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
     return summary
 
 
-def _attribute_task(task, methods, backend, results, summary) -> None:
-    """All methods on one task, recorded together once every method is done with it."""
+def shard_tasks(tasks, shard: tuple[int, int] | None) -> list:
+    return list(tasks) if shard is None else shards.select(tasks, *shard)
+
+
+def open_results(methods: list[Method], model: str, metas: dict[str, dict], output: Path,
+                 shard: tuple[int, int] | None, planned: int) -> dict[str, AttributionResult]:
+    """Each method's result file (a shard's own file for a sharded run), opened for appending."""
+    results = {}
+    for m in methods:
+        meta = metas[m.name]
+        if shard is not None:
+            meta = {**meta, "shard": {"index": shard[0], "count": shard[1], "tasks": planned}}
+        results[m.name] = AttributionResult.open(result_path(output, m.name, model, shard), m.name, model,
+                                                 meta, match_meta=("method", "backend"),
+                                                 update_meta=("shard",) if shard else ())
+    return results
+
+
+def pending_tasks(tasks, results: dict[str, AttributionResult]) -> list:
+    """Tasks some method has not recorded yet."""
+    return [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
+
+
+def chunk_size(methods: list[Method], backend) -> int:
+    """Tasks whose generations are made together: a batch for the model-internal methods."""
+    internal = any(m.needs == "model" for m in methods)
+    return getattr(backend, "batch_size", 1) if internal else 1
+
+
+def usage_file(output: Path, model: str, shard: tuple[int, int] | None) -> Path:
+    """API usage log; a shard has its own (concurrent shards never write one file)."""
+    suffix = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    return output / f"{model}{suffix}.usage.json"
+
+
+def attribute_task(task, methods: list[Method], backend, done: set[str] = frozenset()) -> list[tuple]:
+    """Every method not in ``done`` on one task: ``(method name, attribution, failure reason,
+    failure generation)`` each. Only a TaskFailure is an outcome; anything else propagates."""
     outcomes = []
     for m in methods:
-        if task.task_id in results[m.name].done:
+        if m.name in done:
             continue
         try:
-            outcomes.append((m, m.attribute(task, backend), None))
+            outcomes.append((m.name, m.attribute(task, backend), None, None))
         except TaskFailure as exc:
-            outcomes.append((m, None, exc))
+            outcomes.append((m.name, None, str(exc), exc.generation))
         except BaseException as exc:
             exc.add_note(f"while running {m.name} on {task.task_id} (nothing recorded for this task; "
                          f"rerun to resume)")
             raise
-    for m, attribution, failure in outcomes:
+    return outcomes
+
+
+def record_outcomes(task, outcomes: list[tuple], results: dict[str, AttributionResult],
+                    summary: RunSummary) -> None:
+    """Append one task's outcomes, recorded together once every method is done with it."""
+    for name, attribution, failure, generation in outcomes:
         if failure is None:
-            results[m.name].append(task.task_id, task.prompt, attribution)
-            summary.scored[m.name] = summary.scored.get(m.name, 0) + 1
+            results[name].append(task.task_id, task.prompt, attribution)
+            summary.scored[name] = summary.scored.get(name, 0) + 1
         else:
-            results[m.name].append(task.task_id, task.prompt, failure=str(failure),
-                                   generation=failure.generation)
-            summary.failed[m.name] = summary.failed.get(m.name, 0) + 1
-            summary.failures.setdefault(m.name, {})[task.task_id] = str(failure)
+            results[name].append(task.task_id, task.prompt, failure=failure, generation=generation)
+            summary.failed[name] = summary.failed.get(name, 0) + 1
+            summary.failures.setdefault(name, {})[task.task_id] = failure
 
 
 def _write_usage(path: Path, run_id: str, usage: dict) -> dict:
@@ -252,6 +296,16 @@ def parser() -> argparse.ArgumentParser:
     sel.add_argument("--limit", type=_non_negative,
                      help=f"first N tasks (0: all 1,138; default: all, or {DEFAULT_LIMIT} with no --model)")
     sel.add_argument("--labels", default="corrected", choices=dataset.LABEL_VERSIONS)
+    sel.add_argument("--shard", metavar="I/N",
+                     help="run shard I of N (0-based) of the selected tasks into its own files "
+                          "<method>_<model>.shard-I-of-N.jsonl; readers merge the shards "
+                          "(Slurm: --shard $SLURM_ARRAY_TASK_ID/N)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--engine", default="local", choices=("local", "ray"),
+                     help="local: this process; ray: one Ray actor per worker holding the model "
+                          "(RAY_ADDRESS: an existing cluster; else a local one)")
+    eng.add_argument("--workers", type=_positive,
+                     help="Ray actors (default 1); with --device cuda each takes one GPU")
     mod = p.add_argument_group("model")
     mod.add_argument("--model", help=f"short name ({', '.join(models.CHECKPOINTS)}), local folder, hub id, "
                                      f"or a chat model id (default {DEFAULT_MODEL}: offline SmolLM2-135M)")
@@ -315,6 +369,15 @@ def _select(args) -> list[Method]:
     return methods
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        return shards.parse_shard(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _validate_output(folder: str) -> Path:
     path = Path(folder)
     if path.exists() and not path.is_dir():
@@ -341,20 +404,34 @@ def main(argv: list[str] | None = None) -> int:
         limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if no_model else 0)
         benchmark = args.benchmark or ("mbpp" if no_model else "all")
         tasks = dataset.load(args.labels).select(benchmark, limit or None)
+        shard = _shard(args.shard)
+        if args.engine != "ray" and args.workers is not None:
+            raise UsageError("--workers applies to --engine ray only")
         temperature = None if args.temperature == "default" else float(args.temperature)
-        backend = backends.build(
-            args.model or DEFAULT_MODEL, backend=args.backend, base_url=args.base_url, name=args.name,
+        options = dict(
+            backend=args.backend, base_url=args.base_url, name=args.name,
             device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            cache_path=args.cache or _default_cache(),
+            cache_path=str(args.cache or _default_cache()),
             attention=any(m.family == "self_attention" for m in methods),
             temperature=temperature, max_cost_usd=args.max_cost_usd, concurrency=args.concurrency,
             prices_per_1k=tuple(args.price_per_1k) if args.price_per_1k else None,
             extract_code=not args.no_extract_code, tokenizer=args.tokenizer)
-        check_compatible(methods, backend)
-        print(f"{len(tasks)} tasks x {len(methods)} methods on {backend.name} -> {paths.shown(output)}",
-              file=sys.stderr)
-        stage = "running"
-        summary = run(methods, backend, tasks, output, progress=not args.no_progress)
+        model = args.model or DEFAULT_MODEL
+        where = f" (shard {shard[0]} of {shard[1]})" if shard else ""
+        if args.engine == "ray":
+            from . import ray_engine
+            print(f"{len(tasks)} tasks{where} x {len(methods)} methods on {model}, Ray engine, "
+                  f"{args.workers or 1} worker(s) -> {paths.shown(output)}", file=sys.stderr)
+            stage = "running"
+            summary = ray_engine.run(methods, model, options, tasks, output, workers=args.workers or 1,
+                                     progress=not args.no_progress, shard=shard, threads=args.threads)
+        else:
+            backend = backends.build(model, **options)
+            check_compatible(methods, backend)
+            print(f"{len(tasks)} tasks{where} x {len(methods)} methods on {backend.name} -> "
+                  f"{paths.shown(output)}", file=sys.stderr)
+            stage = "running"
+            summary = run(methods, backend, tasks, output, progress=not args.no_progress, shard=shard)
     except UsageError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
     except ValueError as exc:
