@@ -85,6 +85,9 @@ def connect(address: str | None = None, **init_options) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
+        # the raylet waits this long for its agents; on a busy machine their start-up (Python
+        # imports) can take longer than Ray's default, and the node then fails to start
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
         # a local cluster's workers inherit the driver's environment: give them this checkout
         path = os.environ.get("PYTHONPATH", "")
         if str(paths.ROOT) not in path.split(os.pathsep):
