@@ -23,8 +23,8 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
         benchmark: str = "mbpp", limit: int | None = 5, variant: str = "true",
         definitions: str = "unified", labels: str = "corrected", output=None, device: str = "cpu",
         dtype: str | None = None, batch_size: int = 8, threads: int | None = None, cache=None,
-        progress: bool = True, backend_options: dict | None = None, shard: str | tuple[int, int] | None = None,
-        engine: str = "local", workers: int = 1, **options):
+        progress: bool = True, backend_options: dict | None = None,
+        shard: str | tuple[int, int] | None = None, engine: str = "local", workers: int = 1, **options):
     """Run methods over benchmark tasks into result files (the CLI's run, from Python).
 
     ``methods``: names, or a ``family`` (``all`` = the ten model-internal methods). ``limit``:

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         before = load1()
         start = time.perf_counter()
-        summary = runner.run(methods, backends.build(a.model, **options), tasks, tmp / "local", progress=False)
+        backend = backends.build(a.model, **options)
+        summary = runner.run(methods, backend, tasks, tmp / "local", progress=False)
         out["runs"]["local"] = {"tasks_per_s": round(summary.tasks_per_second, 3),
                                 "seconds": round(time.perf_counter() - start, 2),
                                 "load_before": before, "load_after": load1()}
