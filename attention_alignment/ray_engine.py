@@ -92,7 +92,7 @@ def connect(address: str | None = None, **init_options) -> bool:
         path = os.environ.get("PYTHONPATH", "")
         if str(paths.ROOT) not in path.split(os.pathsep):
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.ROOT), path) if p)
-    ray.init(address=address, log_to_driver=True, **init_options)
+    ray.init(address=address, **{"log_to_driver": True, **init_options})
     return True
 
 
@@ -186,7 +186,10 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
                         for t in chunks[idx]}
                 inflight[actors[a].run_chunk.remote(chunks[idx], done)] = (idx, a)
                 queued[a] += 1
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            ray.wait(list(inflight), num_returns=1)
+            # everything finished by now: the chunks done before an error are recorded first
+            ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+            error = None
             for ref in ready:
                 idx, a = inflight.pop(ref)
                 queued[a] -= 1
@@ -201,7 +204,8 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
                                            "finished tasks are saved, rerun to resume") from None
                     continue
                 except task_error as exc:
-                    raise _cause(exc) from None
+                    error = error or _cause(exc)
+                    continue
                 finished[idx] = outcomes
                 if used is not None:
                     usage[a] = used
@@ -212,6 +216,8 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
                 written += 1
             if usage:
                 summary.usage = runner._write_usage(usage_path, run_id, _total(usage))
+            if error is not None:
+                raise error
     finally:
         bar.close()
         for ref in inflight:
