@@ -169,3 +169,25 @@ def test_cli_shard_and_engine_options(argv, message, capsys, tmp_path):
 def test_result_path_of_a_shard():
     assert results.result_path("out", "saliency_coding", "org/M", (2, 3)).name == \
         "saliency_coding_org--M.shard-2-of-3.jsonl"
+
+
+def test_two_processes_write_one_generation_cache_at_once(tmp_path):
+    """Concurrent shards on one machine share the SQLite (WAL) cache: nothing lost, no lock error."""
+    import subprocess
+    import sys
+
+    from common.generation_cache import GenerationCache
+    from common.paths import ROOT
+
+    path = tmp_path / "cache.sqlite"
+    GenerationCache(path).close()  # created (and switched to WAL) before the writers start
+    code = ("import sys; from common.generation_cache import GenerationCache; "
+            "c = GenerationCache(sys.argv[1]); "
+            "[c.put('m', {}, f'{sys.argv[2]}-{i}', {'text': str(i)}) for i in range(300)]")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), name], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    cache = GenerationCache(path)
+    assert len(cache) == 600
+    assert cache.get("m", {}, "b-299") == {"text": "299"} and cache.get("m", {}, "a-0") == {"text": "0"}
