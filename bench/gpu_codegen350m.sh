@@ -12,7 +12,8 @@
 # default bert-base-uncased), OUT (default a new temporary folder), PYTHON (default .venv/bin/python,
 # else python3), PERTURBATION=0 to skip BERT masking. Every run uses a fresh generation cache in
 # OUT, so nothing is answered from an earlier run; the figures are the run loop's own
-# "N tasks computed, S s (R tasks/s)" lines.
+# "N tasks computed, S s (R tasks/s)" lines, and BERT masking's generations/s. A hub id loads
+# only from the local Hugging Face cache when the machine has no network (download it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-Salesforce/codegen-350M-mono}
@@ -36,12 +37,22 @@ run() {  # name, then options; prints the run's summary line
   local name=$1; shift
   "$PYTHON" -m attention_alignment --model "$MODEL" --name bench --device "$DEVICE" --dtype "$DTYPE" \
     --batch-size "$BATCH" --limit "$LIMIT" --benchmark all --output "$OUT/$name" \
-    --cache "$OUT/$name.sqlite" --no-progress "$@" | tee "$OUT/$name.txt" | head -n 1 | sed "s/^/$name: /"
+    --cache "$OUT/$name.sqlite" --no-progress "$@" > "$OUT/$name.txt"
+  echo "$name: $(head -n 1 "$OUT/$name.txt")"
 }
 run self_attention --family self_attention
 run gradient --family gradient
 run all_ten --family all
 if [ "$PERTURBATION" = 1 ]; then
   run bert_masking --methods bert_perturbation --fill-model "$FILL_MODEL"
+  # generations/s: the rate the README's "On paper" estimate needs
+  "$PYTHON" - "$OUT/bert_masking" "$OUT/bert_masking.txt" <<'PY'
+import json, re, sys
+from pathlib import Path
+gens = sum(json.loads(line).get("details", {}).get("n_generations", 0)
+           for f in Path(sys.argv[1]).glob("*.jsonl") for line in f.read_text().splitlines()[1:])
+seconds = float(re.search(r"([\d.]+) s \(", Path(sys.argv[2]).read_text()).group(1))
+print(f"bert_masking: {gens} generations in {seconds:.1f} s = {gens / seconds:.2f} generations/s")
+PY
 fi
 echo "result files and full summaries in $OUT"
