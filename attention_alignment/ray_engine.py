@@ -219,9 +219,7 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
             if error is not None:
                 raise error
     finally:
-        bar.close()
-        for ref in inflight:
-            ray.cancel(ref, force=False)
+        bar.close()  # chunks still in flight end with their actors (killed by run)
 
 
 def _total(usage: dict[int, dict]) -> dict:

@@ -10,7 +10,10 @@
 
 Each method writes ``<output>/<method>_<model>.jsonl`` (one line per task as it finishes). A
 rerun skips tasks already recorded, so a killed or stopped run resumes where it was; a file
-made with other method or backend settings is refused rather than mixed.
+made with other method or backend settings is refused rather than mixed. ``--shard I/N`` runs
+one shard of the tasks into ``<method>_<model>.shard-I-of-N.jsonl`` (readers merge the shards);
+``--engine ray --workers n`` runs the tasks on Ray actors (:mod:`attention_alignment.ray_engine`)
+with the same files, resume and error policy.
 
 Error policy: only expected per-task outcomes (:class:`common.method.TaskFailure`: prompt
 longer than the context, no function body, no words in the region...) are recorded as task
