@@ -38,7 +38,7 @@ from common import backends, dataset, fetch, models, paths, shards
 from common.atomic import write_text
 from common.chat import BudgetExceeded, ChatError
 from common.method import DEFINITIONS, FAMILIES, Method, TaskFailure
-from common.results import AttributionResult, ResultFileError, result_path
+from common.results import AttributionResult, ResultFileError, result_path, shard_files
 
 from . import catalogue
 
@@ -158,6 +158,7 @@ def open_results(methods: list[Method], model: str, metas: dict[str, dict], outp
     """Each method's result file (a shard's own file for a sharded run), opened for appending."""
     results = {}
     for m in methods:
+        _check_no_other_set(result_path(output, m.name, model), shard)
         meta = metas[m.name]
         if shard is not None:
             meta = {**meta, "shard": {"index": shard[0], "count": shard[1], "tasks": planned}}
@@ -165,6 +166,19 @@ def open_results(methods: list[Method], model: str, metas: dict[str, dict], outp
                                                  meta, match_meta=("method", "backend"),
                                                  update_meta=("shard",) if shard else ())
     return results
+
+
+def _check_no_other_set(logical: Path, shard: tuple[int, int] | None) -> None:
+    """Refuse, before writing anything, a run whose files would make two results of one: an
+    unsharded run beside shard files, or shards of another count."""
+    others = [p for _, n, p in shard_files(logical) if shard is None or n != shard[1]]
+    if others:
+        what = "an unsharded run" if shard is None else f"shards of {shard[1]}"
+        raise ResultFileError(f"{others[0]} exists: {what} would make a second result of "
+                              f"{logical.stem}; use its --shard, another --output, or move those files")
+    if shard is not None and logical.exists():
+        raise ResultFileError(f"{logical} exists: a sharded run would make a second result of it; use "
+                              f"another --output, or move it")
 
 
 def pending_tasks(tasks, results: dict[str, AttributionResult]) -> list:

@@ -132,6 +132,18 @@ def test_conflicting_shard_sets_are_refused(runs, tmp_path):
         results.AttributionResult.load(tmp_path / "coding_last_tiny-gpt2.jsonl")
 
 
+def test_a_run_that_would_make_a_second_result_is_refused_before_writing(runs, tasks, tmp_path):
+    _, sharded, _ = runs
+    for p in sharded.glob("*.shard-1-of-3.jsonl"):
+        shutil.copy(p, tmp_path / p.name)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(results.ResultFileError, match="shard-1-of-3.jsonl exists: an unsharded run"):
+        run(tasks, tmp_path)
+    with pytest.raises(results.ResultFileError, match="shard-1-of-3.jsonl exists: shards of 2"):
+        run(tasks, tmp_path, (0, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_a_shard_resumes_alone(runs, tasks, tmp_path):
     _, sharded, sizes = runs
     for p in sharded.glob("*.shard-0-of-3.jsonl"):
