@@ -15,7 +15,8 @@ Faults. An actor whose process dies is restarted by Ray and its pending calls ar
 its chunk is sent to another actor. The error policy is the run loop's: a
 :class:`~common.method.TaskFailure` is a recorded outcome; any other exception in an actor
 (a bug, an API error after its retries) stops the run with that exception and one message
-naming the method and the task; nothing is recorded for the tasks in flight.
+naming the method and the task: the chunks before it are finished and recorded, nothing from
+that chunk on.
 
 Every node needs this package installed (the same checkout on a shared file system, or
 ``pip install -e .``); a local cluster gets this checkout on its workers' ``PYTHONPATH``.
@@ -162,7 +163,11 @@ def _cause(exc):
 
 def _stream(ray, actors, chunks, results, summary, output, shard, progress, actor_error, task_error):
     """Send chunks to the actors (at most PER_ACTOR queued on each, at most a window of chunks
-    ahead of the oldest unwritten one) and record finished chunks in order."""
+    ahead of the oldest unwritten one) and record finished chunks in task order.
+
+    An exception from a chunk stops the run at that chunk: nothing more is sent, the chunks
+    before it finish and are recorded, then the exception is raised (the files hold the same
+    prefix whichever worker was faster)."""
     bar = runner._progress(sum(len(c) for c in chunks), summary.model, progress)
     usage_path = runner.usage_file(output, summary.model, shard)
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{os.getpid()}"
@@ -174,9 +179,10 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
     inflight: dict = {}
     finished: dict[int, list] = {}
     written = 0
+    error, error_at = None, len(chunks)  # the first failing chunk in task order
     try:
-        while written < len(chunks):
-            while todo and todo[0] < written + window:
+        while written < min(error_at, len(chunks)):
+            while todo and todo[0] < min(written + window, error_at):
                 free = [a for a in alive if queued[a] < PER_ACTOR]
                 if not free:
                     break
@@ -186,10 +192,7 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
                         for t in chunks[idx]}
                 inflight[actors[a].run_chunk.remote(chunks[idx], done)] = (idx, a)
                 queued[a] += 1
-            ray.wait(list(inflight), num_returns=1)
-            # everything finished by now: the chunks done before an error are recorded first
-            ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
-            error = None
+            ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
                 idx, a = inflight.pop(ref)
                 queued[a] -= 1
@@ -204,20 +207,21 @@ def _stream(ray, actors, chunks, results, summary, output, shard, progress, acto
                                            "finished tasks are saved, rerun to resume") from None
                     continue
                 except task_error as exc:
-                    error = error or _cause(exc)
+                    if idx < error_at:
+                        error, error_at = _cause(exc), idx
                     continue
                 finished[idx] = outcomes
                 if used is not None:
                     usage[a] = used
-            while written in finished:
+            while written in finished and written < error_at:
                 for task, outcome in zip(chunks[written], finished.pop(written)):
                     runner.record_outcomes(task, outcome, results, summary)
                     bar.update(1)
                 written += 1
             if usage:
                 summary.usage = runner._write_usage(usage_path, run_id, _total(usage))
-            if error is not None:
-                raise error
+        if error is not None:
+            raise error
     finally:
         bar.close()  # chunks still in flight end with their actors (killed by run)
 
