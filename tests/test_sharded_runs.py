@@ -203,3 +203,18 @@ def test_two_processes_write_one_generation_cache_at_once(tmp_path):
     cache = GenerationCache(path)
     assert len(cache) == 600
     assert cache.get("m", {}, "b-299") == {"text": "299"} and cache.get("m", {}, "a-0") == {"text": "0"}
+
+
+def test_api_run_takes_a_shard(tmp_path, corrected):
+    import attention_alignment as aa
+
+    summary = aa.run("saliency_coding", model="tiny-gpt2", limit=6, shard="1/2", output=tmp_path,
+                     cache=tmp_path / "cache.sqlite", progress=False)
+    expected = shards.select(corrected.select("mbpp", 6), 1, 2)
+    assert summary.tasks == len(expected) > 0
+    assert [p.name for p in tmp_path.glob("*.jsonl")] == ["saliency_coding_tiny-gpt2.shard-1-of-2.jsonl"]
+    with pytest.warns(results.PartialResultWarning, match="1 of 2 shards; missing 0"):
+        merged = results.AttributionResult.load(tmp_path / "saliency_coding_tiny-gpt2.jsonl")
+    assert merged.done == {t.task_id for t in expected}
+    with pytest.raises(ValueError, match="--shard"):
+        aa.run("saliency_coding", model="tiny-gpt2", shard="2/2", output=tmp_path, progress=False)
