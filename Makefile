@@ -64,13 +64,15 @@ notebooks: setup
 # SHAP. No MODEL: SmolLM2-135M (offline), first 5 MBPP tasks.
 # make attention MODEL=codegen LIMIT=50 | MODEL=path/to/model DEVICE=cuda DTYPE=float16 BATCH=8
 # make perturbation METHOD=shap_perturbation MODEL=gpt-4-1106-preview NAME=gpt4 MAX_COST_USD=20
+# Scaling out: SHARD=I/N (one shard of the tasks), ENGINE=ray WORKERS=n (Ray actors; RAY_ADDRESS)
 RUN_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(DTYPE),--dtype $(DTYPE)) $(if $(BATCH),--batch-size $(BATCH)) \
 	$(if $(VARIANT),--variant $(VARIANT)) $(if $(DEFINITIONS),--definitions $(DEFINITIONS)) \
 	$(if $(THREADS),--threads $(THREADS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 	$(if $(NAME),--name $(NAME)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
-	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(FILL_MODEL),--fill-model $(FILL_MODEL))
+	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(FILL_MODEL),--fill-model $(FILL_MODEL)) \
+	$(if $(SHARD),--shard $(SHARD)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS))
 attention: setup
 	$(BIN)/python -m attention_alignment $(if $(METHODS),--methods $(METHODS),--family all) $(RUN_ARGS)
 

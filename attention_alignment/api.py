@@ -23,16 +23,19 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
         benchmark: str = "mbpp", limit: int | None = 5, variant: str = "true",
         definitions: str = "unified", labels: str = "corrected", output=None, device: str = "cpu",
         dtype: str | None = None, batch_size: int = 8, threads: int | None = None, cache=None,
-        progress: bool = True, backend_options: dict | None = None, **options):
+        progress: bool = True, backend_options: dict | None = None,
+        shard: str | tuple[int, int] | None = None, engine: str = "local", workers: int = 1, **options):
     """Run methods over benchmark tasks into result files (the CLI's run, from Python).
 
     ``methods``: names, or a ``family`` (``all`` = the ten model-internal methods). ``limit``:
     first n tasks (None: all). ``threads``: torch CPU threads (None: the idle physical cores).
     ``options``: method options, applied to the methods that have them (e.g. ``nsamples=20``).
     ``backend_options``: e.g. ``{"base_url": ..., "max_cost_usd": 5}`` for a chat model.
+    ``shard``: ``"I/N"`` or ``(I, N)``, shard I of N of the tasks into its own files (readers
+    merge them). ``engine="ray"``: ``workers`` Ray actors (``RAY_ADDRESS`` or a local cluster).
     Returns the run summary (``summary.paths``: method -> result file).
     """
-    from common import paths
+    from common import paths, shards
     from common import threads as threads_
     from common.generation_cache import DEFAULT_PATH
 
@@ -46,11 +49,19 @@ def run(methods: str | list[str] | None = None, *, family: str | None = None, mo
     unused = [k for k in options if not any(m.has_option(k) for m in chosen)]
     if unused:
         raise ValueError(f"no selected method has the option {', '.join(unused)}")
-    backend = backends.build(model, device=device, dtype=dtype, batch_size=batch_size,
-                             cache_path=cache or DEFAULT_PATH,
-                             **(backend_options or {}))
+    if isinstance(shard, str):
+        shard = shards.parse_shard(shard)
+    build = dict(device=device, dtype=dtype, batch_size=batch_size, cache_path=cache or DEFAULT_PATH,
+                 **(backend_options or {}))
     tasks = dataset.load(labels).select(benchmark, limit)
-    return runner.run(chosen, backend, tasks, output or paths.RESULT_DIR, progress=progress)
+    if engine == "ray":
+        from . import ray_engine
+        return ray_engine.run(chosen, model, build, tasks, output or paths.RESULT_DIR, workers=workers,
+                              progress=progress, shard=shard, threads=threads)
+    if engine != "local":
+        raise ValueError(f"engine must be 'local' or 'ray', not {engine!r}")
+    backend = backends.build(model, **build)
+    return runner.run(chosen, backend, tasks, output or paths.RESULT_DIR, progress=progress, shard=shard)
 
 
 def load(path) -> AttributionResult:

@@ -10,7 +10,10 @@
 
 Each method writes ``<output>/<method>_<model>.jsonl`` (one line per task as it finishes). A
 rerun skips tasks already recorded, so a killed or stopped run resumes where it was; a file
-made with other method or backend settings is refused rather than mixed.
+made with other method or backend settings is refused rather than mixed. ``--shard I/N`` runs
+one shard of the tasks into ``<method>_<model>.shard-I-of-N.jsonl`` (readers merge the shards);
+``--engine ray --workers n`` runs the tasks on Ray actors (:mod:`attention_alignment.ray_engine`)
+with the same files, resume and error policy.
 
 Error policy: only expected per-task outcomes (:class:`common.method.TaskFailure`: prompt
 longer than the context, no function body, no words in the region...) are recorded as task
@@ -31,11 +34,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import backends, dataset, fetch, models, paths, threads
+from common import backends, dataset, fetch, models, paths, shards, threads
 from common.atomic import write_text
 from common.chat import BudgetExceeded, ChatError
 from common.method import DEFINITIONS, FAMILIES, Method, TaskFailure
-from common.results import AttributionResult, ResultFileError, result_path
+from common.results import AttributionResult, ResultFileError, result_path, shard_files
 from common.safe_pickle import UnsafePickle
 
 from . import catalogue
@@ -106,12 +109,15 @@ def check_compatible(methods: list[Method], backend) -> None:
 
 
 def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths.RESULT_DIR,
-        progress: bool = True, prefetch: bool = True) -> RunSummary:
+        progress: bool = True, shard: tuple[int, int] | None = None,
+        prefetch: bool = True) -> RunSummary:
     """Attribute every task not yet recorded, for every method, appending as each task ends.
 
-    ``prefetch``: generate the planned prompts of the black-box methods of a chunk of
-    ``batch_size`` tasks together (a local model's batches then fill across tasks); results
-    are identical either way, and each task is still recorded as it finishes."""
+    ``shard=(I, N)``: only shard I of N of ``tasks`` (:func:`common.shards.select`), written to
+    the shard's own files ``<method>_<model>.shard-I-of-N.jsonl``. ``prefetch``: generate the
+    planned prompts of the black-box methods of a chunk of ``batch_size`` tasks together (a
+    local model's batches then fill across tasks); results are identical either way, and each
+    task is still recorded as it finishes."""
     check_compatible(methods, backend)
     styles = {getattr(t, "prompt_style", "study") for t in tasks}
     if len(styles) > 1:
@@ -121,26 +127,25 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
         m.prepare()
     if hasattr(backend, "families"):  # one forward/backward computes what these families need
         backend.families = frozenset(m.family for m in methods if m.needs == "model")
+    tasks = shard_tasks(tasks, shard)
     output = Path(output)
-    results = {m.name: AttributionResult.open(result_path(output, m.name, backend.name), m.name,
-                                              backend.name, _meta(m, backend, style),
-                                              match_meta=("method", "backend", "prompt_style"))
-               for m in methods}
+    results = open_results(methods, backend.name, {m.name: _meta(m, backend, style) for m in methods},
+                           output, shard, len(tasks))
     for r in results.values():  # files from before the option are study-style
         if r.meta.get("prompt_style", "study") != style:
             raise ResultFileError(f"{r.path} was made with prompt_style='study', this run has "
                                   f"{style!r}: use another result folder or model name")
     summary = RunSummary(backend.name, [m.name for m in methods],
                          paths={n: r.path for n, r in results.items()}, tasks=len(tasks))
-    pending = [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
+    pending = pending_tasks(tasks, results)
     summary.skipped = len(tasks) - len(pending)
     internal = any(m.needs == "model" for m in methods)
     # black-box methods that know their prompts in advance get them generated across tasks
     planned = ([m for m in methods if hasattr(m, "planned_prompts")]
                if prefetch and hasattr(backend, "prefetch") else [])
-    chunk = getattr(backend, "batch_size", 1) if internal or planned else 1
+    chunk = chunk_size(methods, backend, prefetching=bool(planned))
     bar = _progress(len(pending), backend.name, progress)
-    usage_path = output / f"{backend.name}.usage.json"
+    usage_path = usage_file(output, backend.name, shard)
     run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
     try:
@@ -151,7 +156,8 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
             if planned:
                 _prefetch(batch, planned, backend, results)
             for task in batch:
-                _attribute_task(task, methods, backend, results, summary)
+                done = {name for name, r in results.items() if task.task_id in r.done}
+                record_outcomes(task, attribute_task(task, methods, backend, done), results, summary)
                 bar.update(1)
                 if hasattr(backend, "usage"):
                     summary.usage = _write_usage(usage_path, run_id, backend.usage.as_dict())
@@ -179,29 +185,85 @@ def _prefetch(batch, planned, backend, results) -> None:
     backend.prefetch(items)
 
 
-def _attribute_task(task, methods, backend, results, summary) -> None:
-    """All methods on one task, recorded together once every method is done with it."""
+def shard_tasks(tasks, shard: tuple[int, int] | None) -> list:
+    return list(tasks) if shard is None else shards.select(tasks, *shard)
+
+
+def open_results(methods: list[Method], model: str, metas: dict[str, dict], output: Path,
+                 shard: tuple[int, int] | None, planned: int) -> dict[str, AttributionResult]:
+    """Each method's result file (a shard's own file for a sharded run), opened for appending."""
+    results = {}
+    for m in methods:
+        _check_no_other_set(result_path(output, m.name, model), shard)
+        meta = metas[m.name]
+        if shard is not None:
+            meta = {**meta, "shard": {"index": shard[0], "count": shard[1], "tasks": planned}}
+        results[m.name] = AttributionResult.open(result_path(output, m.name, model, shard), m.name, model,
+                                                 meta, match_meta=("method", "backend", "prompt_style"),
+                                                 update_meta=("shard",) if shard else ())
+    return results
+
+
+def _check_no_other_set(logical: Path, shard: tuple[int, int] | None) -> None:
+    """Refuse, before writing anything, a run whose files would make two results of one: an
+    unsharded run beside shard files, or shards of another count."""
+    others = [p for _, n, p in shard_files(logical) if shard is None or n != shard[1]]
+    if others:
+        what = "an unsharded run" if shard is None else f"shards of {shard[1]}"
+        raise ResultFileError(f"{others[0]} exists: {what} would make a second result of "
+                              f"{logical.stem}; use its --shard, another --output, or move those files")
+    if shard is not None and logical.exists():
+        raise ResultFileError(f"{logical} exists: a sharded run would make a second result of it; use "
+                              f"another --output, or move it")
+
+
+def pending_tasks(tasks, results: dict[str, AttributionResult]) -> list:
+    """Tasks some method has not recorded yet."""
+    return [t for t in tasks if any(t.task_id not in r.done for r in results.values())]
+
+
+def chunk_size(methods: list[Method], backend, prefetching: bool = False) -> int:
+    """Tasks whose generations are made together: a batch, for the model-internal methods and
+    for black-box methods whose prompts are generated across tasks (``prefetching``)."""
+    internal = any(m.needs == "model" for m in methods)
+    return getattr(backend, "batch_size", 1) if internal or prefetching else 1
+
+
+def usage_file(output: Path, model: str, shard: tuple[int, int] | None) -> Path:
+    """API usage log; a shard has its own (concurrent shards never write one file)."""
+    suffix = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    return output / f"{model}{suffix}.usage.json"
+
+
+def attribute_task(task, methods: list[Method], backend, done: set[str] = frozenset()) -> list[tuple]:
+    """Every method not in ``done`` on one task: ``(method name, attribution, failure reason,
+    failure generation)`` each. Only a TaskFailure is an outcome; anything else propagates."""
     outcomes = []
     for m in methods:
-        if task.task_id in results[m.name].done:
+        if m.name in done:
             continue
         try:
-            outcomes.append((m, m.attribute(task, backend), None))
+            outcomes.append((m.name, m.attribute(task, backend), None, None))
         except TaskFailure as exc:
-            outcomes.append((m, None, exc))
+            outcomes.append((m.name, None, str(exc), exc.generation))
         except BaseException as exc:
             exc.add_note(f"while running {m.name} on {task.task_id} (nothing recorded for this task; "
                          f"rerun to resume)")
             raise
-    for m, attribution, failure in outcomes:
+    return outcomes
+
+
+def record_outcomes(task, outcomes: list[tuple], results: dict[str, AttributionResult],
+                    summary: RunSummary) -> None:
+    """Append one task's outcomes, recorded together once every method is done with it."""
+    for name, attribution, failure, generation in outcomes:
         if failure is None:
-            results[m.name].append(task.task_id, task.prompt, attribution)
-            summary.scored[m.name] = summary.scored.get(m.name, 0) + 1
+            results[name].append(task.task_id, task.prompt, attribution)
+            summary.scored[name] = summary.scored.get(name, 0) + 1
         else:
-            results[m.name].append(task.task_id, task.prompt, failure=str(failure),
-                                   generation=failure.generation)
-            summary.failed[m.name] = summary.failed.get(m.name, 0) + 1
-            summary.failures.setdefault(m.name, {})[task.task_id] = str(failure)
+            results[name].append(task.task_id, task.prompt, failure=failure, generation=generation)
+            summary.failed[name] = summary.failed.get(name, 0) + 1
+            summary.failures.setdefault(name, {})[task.task_id] = failure
 
 
 def _write_usage(path: Path, run_id: str, usage: dict) -> dict:
@@ -292,6 +354,16 @@ def parser() -> argparse.ArgumentParser:
                      help="what the model is given for MBPP: the study's text (default) or the "
                           "description plus the function's def line; the scored region is the "
                           "labelled text either way")
+    sel.add_argument("--shard", metavar="I/N",
+                     help="run shard I of N (0-based) of the selected tasks into its own files "
+                          "<method>_<model>.shard-I-of-N.jsonl; readers merge the shards "
+                          "(Slurm: --shard $SLURM_ARRAY_TASK_ID/N)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--engine", default="local", choices=("local", "ray"),
+                     help="local: this process; ray: one Ray actor per worker holding the model "
+                          "(RAY_ADDRESS: an existing cluster; else a local one)")
+    eng.add_argument("--workers", type=_positive,
+                     help="Ray actors (default 1); with --device cuda each takes one GPU")
     mod = p.add_argument_group("model")
     mod.add_argument("--model", help=f"short name ({', '.join(models.CHECKPOINTS)}), local folder, hub id, "
                                      f"or a chat model id (default {DEFAULT_MODEL}: offline SmolLM2-135M)")
@@ -356,6 +428,15 @@ def _select(args) -> list[Method]:
     return methods
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        return shards.parse_shard(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _validate_output(folder: str) -> Path:
     path = Path(folder)
     if path.exists() and not path.is_dir():
@@ -412,19 +493,33 @@ def main(argv: list[str] | None = None) -> int:
         limit = args.limit if args.limit is not None else (DEFAULT_LIMIT if no_model else 0)
         benchmark = args.benchmark or ("mbpp" if no_model else "all")
         tasks = dataset.load(args.labels, prompt_style=args.prompt_style).select(benchmark, limit or None)
+        shard = _shard(args.shard)
+        if args.engine != "ray" and args.workers is not None:
+            raise UsageError("--workers applies to --engine ray only")
         temperature = None if args.temperature == "default" else float(args.temperature)
-        backend = backends.build(
-            args.model or DEFAULT_MODEL, backend=args.backend, base_url=args.base_url, name=args.name,
+        options = dict(
+            backend=args.backend, base_url=args.base_url, name=args.name,
             device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-            cache_path=args.cache or _default_cache(),
+            cache_path=str(args.cache or _default_cache()),
             temperature=temperature, max_cost_usd=args.max_cost_usd, concurrency=args.concurrency,
             prices_per_1k=tuple(args.price_per_1k) if args.price_per_1k else None,
             extract_code=not args.no_extract_code, tokenizer=args.tokenizer)
-        check_compatible(methods, backend)
-        print(f"{len(tasks)} tasks x {len(methods)} methods on {backend.name} -> {paths.shown(output)}; "
-              f"{thread_line}", file=sys.stderr)
-        stage = "running"
-        summary = run(methods, backend, tasks, output, progress=not args.no_progress)
+        model = args.model or DEFAULT_MODEL
+        where = f" (shard {shard[0]} of {shard[1]})" if shard else ""
+        if args.engine == "ray":
+            from . import ray_engine
+            print(f"{len(tasks)} tasks{where} x {len(methods)} methods on {model}, Ray engine, "
+                  f"{args.workers or 1} worker(s) -> {paths.shown(output)}; {thread_line}", file=sys.stderr)
+            stage = "running"
+            summary = ray_engine.run(methods, model, options, tasks, output, workers=args.workers or 1,
+                                     progress=not args.no_progress, shard=shard, threads=args.threads)
+        else:
+            backend = backends.build(model, **options)
+            check_compatible(methods, backend)
+            print(f"{len(tasks)} tasks{where} x {len(methods)} methods on {backend.name} -> "
+                  f"{paths.shown(output)}; {thread_line}", file=sys.stderr)
+            stage = "running"
+            summary = run(methods, backend, tasks, output, progress=not args.no_progress, shard=shard)
     except UsageError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
     except (models.ModelLoadError, fetch.DataUnavailable, fetch.ChecksumMismatch, dataset.DatasetError,

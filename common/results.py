@@ -14,6 +14,13 @@ File format of our own runs (``experiment_result/<method>_<model>.jsonl``)::
 
 One line per task, appended and flushed as each task finishes, so a killed run loses at most
 the task in progress; a torn last line is dropped when the file is next opened.
+
+Shards (``--shard I/N``) write ``<method>_<model>.shard-<I>-of-<N>.jsonl``, each with its own
+header (``meta["shard"]``: index, count, tasks planned), so concurrent shards never write the
+same file. Everything that reads results goes through :func:`discover` and
+:meth:`AttributionResult.load`, which see one logical result ``<method>_<model>.jsonl`` per set
+of shards and merge them; a set with a shard missing or unfinished loads with a
+:class:`PartialResultWarning` and ``result.shards.partial``.
 """
 
 from __future__ import annotations
@@ -52,6 +59,36 @@ class ResultWarning(UserWarning):
     """Something in a result file is lost or partial (a torn last line); scoring goes on."""
 
 
+class PartialResultWarning(UserWarning):
+    """A sharded result was loaded with shards missing or unfinished."""
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """Which shards of ``count`` a loaded result holds; ``unfinished`` maps a shard index to
+    (tasks recorded, tasks planned) for a shard file that is not finished."""
+
+    count: int
+    present: tuple[int, ...]
+    unfinished: dict = field(default_factory=dict)
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.count) if i not in self.present)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing or self.unfinished)
+
+    def __str__(self) -> str:
+        parts = [f"{len(self.present)} of {self.count} shards"]
+        if self.missing:
+            parts.append(f"missing {', '.join(map(str, self.missing))}")
+        for i, (done, planned) in sorted(self.unfinished.items()):
+            parts.append(f"shard {i} has {done} of {planned} tasks")
+        return "; ".join(parts)
+
+
 @dataclass
 class PromptScores:
     """Scored units of one prompt: ``spans`` ``(n, 2)`` int64, ``scores`` ``(n,)`` float64."""
@@ -88,6 +125,11 @@ class AttributionResult:
     details: dict[str, dict] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    #: the shards merged into this result (None: an unsharded file or a published pickle)
+    shards: ShardSet | None = None
+    #: every task id with a record (a task whose prompt text an earlier task has is in no
+    #: ``prompts`` entry of its own, but is recorded)
+    recorded: set[str] = field(default_factory=set, repr=False)
     _writer: ResultWriter | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -102,7 +144,7 @@ class AttributionResult:
     @property
     def done(self) -> set[str]:
         """Task ids already recorded, scored or failed (a rerun skips them)."""
-        return set(self.task_ids) | set(self.failures)
+        return set(self.task_ids) | set(self.failures) | self.recorded
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -110,10 +152,18 @@ class AttributionResult:
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, spaceless: bool = False) -> AttributionResult:
-        """A result file: ours (``.jsonl``) or a published pickle (``.pkl``)."""
+        """A result file: ours (``.jsonl``) or a published pickle (``.pkl``).
+
+        ``<method>_<model>.jsonl`` with shard files beside it (``<method>_<model>.shard-I-of-N
+        .jsonl``) is the merge of the shards (shard 0 first); a set with shards missing or
+        unfinished loads what is there and warns (:class:`PartialResultWarning`). A shard file
+        named directly loads that shard alone."""
         path = Path(path)
         if path.suffix == ".pkl":
             return cls.from_published(path, spaceless)
+        parts = [] if _SHARD_FILE.match(path.name) else shard_files(path)
+        if parts:
+            return cls._load_shards(path, parts)
         header, records = _read_jsonl(path)
         torn = torn_line(path)
         if torn is not None:
@@ -121,11 +171,62 @@ class AttributionResult:
             warnings.warn(ResultWarning(
                 f"{path}, line {line}: torn last line ignored (task {task or 'unknown'} is lost; a rerun "
                 f"of the same command recomputes it)"), stacklevel=2)
-        result = cls(header["method"], header["model"], {}, source="computed",
-                     meta=header.get("meta", {}), path=path)
+        meta = header.get("meta", {}) if isinstance(header.get("meta"), dict) else {}
+        result = cls(header["method"], header["model"], {}, source="computed", meta=meta, path=path)
         for n, rec in records:
             result._add_record(rec, f"{path}, line {n}")
+        shard = meta.get("shard")
+        if isinstance(shard, dict) and _SHARD_FILE.match(path.name):
+            result.shards = ShardSet(int(shard["count"]), (int(shard["index"]),),
+                                     _unfinished(shard, len(result.done)))
         return result
+
+    @classmethod
+    def _load_shards(cls, path: Path, parts: list[tuple[int, int, Path]]) -> AttributionResult:
+        """The shards of ``path`` merged into one result (records of shard 0, then 1, ...)."""
+        if path.exists():
+            raise ResultFileError(f"{path} and its shard files {parts[0][2].name}... both exist: "
+                                  f"one result would be two; keep one of them")
+        counts = sorted({n for _, n, _ in parts})
+        if len(counts) > 1:
+            raise ResultFileError(f"{path}: shard files of different shard counts "
+                                  f"({', '.join(map(str, counts))}) beside each other; keep one set")
+        merged: AttributionResult | None = None
+        first: Path | None = None
+        unfinished = {}
+        for _i, _n, part in parts:
+            one = cls.load(part)
+            if merged is None:
+                merged, first = one, part
+                merged.meta = {k: v for k, v in one.meta.items() if k != "shard"}
+                merged.path = path
+            else:
+                if (one.method, one.model) != (merged.method, merged.model):
+                    raise ResultFileError(f"{part} holds {one.name}, {first} holds {merged.name}")
+                for key in ("method", "backend"):
+                    if one.meta.get(key) != merged.meta.get(key):
+                        raise ResultFileError(f"{part} was made with other {key} settings than {first}: "
+                                              f"shards of one result must share them")
+                merged._merge(one)
+            unfinished.update(one.shards.unfinished if one.shards else {})
+        merged.shards = ShardSet(counts[0], tuple(i for i, _, _ in parts), unfinished)
+        if merged.shards.partial:
+            warnings.warn(f"{path.name}: partial result ({merged.shards})", PartialResultWarning,
+                          stacklevel=3)
+        return merged
+
+    def _merge(self, other: AttributionResult) -> None:
+        """Add another shard's records (a task already present keeps its first record)."""
+        done = self.done
+        self.recorded |= other.recorded
+        for prompt, ps in other.prompts.items():
+            if ps.task_id not in done:
+                self.prompts.setdefault(prompt, ps)
+        for attr in ("failures", "generations", "details"):
+            mine = getattr(self, attr)
+            for tid, value in getattr(other, attr).items():
+                if tid not in done:
+                    mine.setdefault(tid, value)
 
     @classmethod
     def from_published(cls, path: str | os.PathLike, spaceless: bool = False,
@@ -155,6 +256,7 @@ class AttributionResult:
         tid, prompt = rec.get("task_id"), rec.get("prompt")
         if not isinstance(tid, str) or not isinstance(prompt, str):
             raise ResultFileError(f"{where}: a record needs string 'task_id' and 'prompt'")
+        self.recorded.add(tid)
         if isinstance(rec.get("generation"), str):
             self.generations[tid] = rec["generation"]
         if isinstance(rec.get("details"), dict):
@@ -178,13 +280,13 @@ class AttributionResult:
     # -- appending -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, method: str, model: str, meta: dict | None = None,
-             match_meta: tuple[str, ...] = ()) -> AttributionResult:
+             match_meta: tuple[str, ...] = (), update_meta: tuple[str, ...] = ()) -> AttributionResult:
         """The result file at ``path``, created if absent, ready for :meth:`append`.
 
         An existing file must hold the same method and model and share the ``match_meta``
         settings; a torn last line left by a killed run is cut off.
         """
-        writer = ResultWriter(path, method, model, meta, match_meta)
+        writer = ResultWriter(path, method, model, meta, match_meta, update_meta)
         result = cls.load(writer.path)
         result._writer = writer
         return result
@@ -405,11 +507,12 @@ class ResultWriter:
     ``done`` holds the task ids already recorded (scored or failed). A torn last line left by
     a killed run is cut off (atomically) when the writer opens the file. ``match_meta`` names
     the ``meta`` keys (precision, checkpoint, method settings...) that an existing file must
-    share: appending results made otherwise would mix them silently.
+    share: appending results made otherwise would mix them silently. ``update_meta`` names the
+    keys rewritten into an existing file's header when they changed (a shard's planned tasks).
     """
 
     def __init__(self, path: str | os.PathLike, method: str, model: str, meta: dict | None = None,
-                 match_meta: tuple[str, ...] = ()):
+                 match_meta: tuple[str, ...] = (), update_meta: tuple[str, ...] = ()):
         self.path = Path(path)
         self.done: set[str] = set()
         meta = meta or {}
@@ -427,9 +530,14 @@ class ResultWriter:
                         f"the file")
             self.done = {r.get("task_id") for _, r in records}
             text = self.path.read_text(encoding="utf-8")
-            if not text.endswith("\n"):
+            keep = text[: text.rfind("\n") + 1]  # a torn last line is cut off
+            if any(old.get(key) != meta.get(key) for key in update_meta):
+                # e.g. a shard's planned task count after a rerun with another --limit
+                header["meta"] = {**old, **{key: meta.get(key) for key in update_meta}}
+                keep = json.dumps(header) + "\n" + keep[keep.find("\n") + 1:]
+            if keep != text:
                 with atomic_path(self.path) as tmp:
-                    tmp.write_text(text[: text.rfind("\n") + 1], encoding="utf-8")
+                    tmp.write_text(keep, encoding="utf-8")
         else:
             with atomic_path(self.path) as tmp:
                 tmp.write_text(json.dumps(_header(method, model, meta)) + "\n",
@@ -454,12 +562,40 @@ class ResultWriter:
 
 
 _PUBLISHED_NAME = re.compile(r"^(?P<method>.+)_(?P<model>[^_]+)$")
+_SHARD_FILE = re.compile(r"^(?P<base>.+)\.shard-(?P<index>\d+)-of-(?P<count>\d+)\.jsonl$")
+
+
+def shard_files(path: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """``(index, count, path)`` of the shard files of the logical result ``path``
+    (``X.jsonl`` -> ``X.shard-I-of-N.jsonl``), ordered by count and index."""
+    path = Path(path)
+    base = _SHARD_FILE.match(path.name)
+    stem = base["base"] if base else path.name.removesuffix(".jsonl")
+    found = []
+    for p in path.parent.glob(f"{glob_escape(stem)}.shard-*-of-*.jsonl"):
+        m = _SHARD_FILE.match(p.name)
+        if m and m["base"] == stem:
+            found.append((int(m["index"]), int(m["count"]), p))
+    return sorted(found, key=lambda t: (t[1], t[0]))
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _unfinished(shard: dict, done: int) -> dict:
+    planned = shard.get("tasks")
+    if isinstance(planned, int) and done < planned:
+        return {int(shard["index"]): (done, planned)}
+    return {}
 
 
 def discover(result_dir: str | os.PathLike, published_dir: str | os.PathLike | None = None,
              ) -> list[tuple[str, str, str, Path]]:
-    """``(source, method, model, path)`` of every result file: published pickles in
-    ``published_dir`` (default ``<result_dir>/published``) and our JSON-lines files."""
+    """``(source, method, model, path)`` of every result: published pickles in
+    ``published_dir`` (default ``<result_dir>/published``) and our JSON-lines files. A set of
+    shard files is one result, ``path`` its logical name ``<method>_<model>.jsonl`` (which
+    :meth:`AttributionResult.load` merges)."""
     result_dir = Path(result_dir)
     published_dir = Path(published_dir) if published_dir else result_dir / "published"
     found = []
@@ -467,13 +603,18 @@ def discover(result_dir: str | os.PathLike, published_dir: str | os.PathLike | N
         m = _PUBLISHED_NAME.match(p.stem)
         if m:
             found.append(("published", m["method"], m["model"], p))
+    logical = set()
     for p in sorted(result_dir.glob("*.jsonl")):
         try:
             header = json.loads(p.open(encoding="utf-8").readline())
         except (json.JSONDecodeError, OSError):
             raise ResultFileError(f"{p}, line 1: not a JSON header") from None
         if isinstance(header, dict) and header.get("format") == FORMAT:
-            found.append(("computed", header["method"], header["model"], p))
+            shard = _SHARD_FILE.match(p.name)
+            name = p.with_name(f"{shard['base']}.jsonl") if shard else p
+            if name not in logical:
+                logical.add(name)
+                found.append(("computed", header["method"], header["model"], name))
     return found
 
 
@@ -482,5 +623,10 @@ def model_slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", model.replace("/", "--")).strip("-")
 
 
-def result_path(result_dir: str | os.PathLike, method: str, model: str) -> Path:
-    return Path(result_dir) / f"{method}_{model_slug(model)}.jsonl"
+def result_path(result_dir: str | os.PathLike, method: str, model: str,
+                shard: tuple[int, int] | None = None) -> Path:
+    """``<dir>/<method>_<model>.jsonl``, or shard ``(I, N)``'s ``...shard-I-of-N.jsonl``."""
+    stem = f"{method}_{model_slug(model)}"
+    if shard is not None:
+        return Path(result_dir) / f"{stem}.shard-{shard[0]}-of-{shard[1]}.jsonl"
+    return Path(result_dir) / f"{stem}.jsonl"

@@ -7,6 +7,7 @@
 A task belongs to shard ``int(sha256(task_id)[:8 bytes]) mod N``: the same on every machine, in
 every Python run (Python's own ``hash`` of a string changes with ``PYTHONHASHSEED``) and whatever
 the order or subset of tasks a run is given, so every task is in exactly one shard of ``N``.
+The run loop shards benchmark tasks by their prompt text (:func:`select`).
 """
 
 from __future__ import annotations
@@ -46,3 +47,16 @@ def in_shard(task_id: str, i: int, n: int) -> bool:
     if not isinstance(i, int) or not 0 <= i < n:
         raise ValueError(f"shard index must be in 0..{n - 1}, not {i!r}")
     return shard == i
+
+
+def select(tasks, i: int, n: int) -> list:
+    """The tasks of shard ``i`` of ``n``, in their given order.
+
+    A task's shard is that of its prompt text (:func:`shard_of`), not of its id: the few tasks
+    that share one prompt text (four MBPP texts have two ids each) then run in the same shard
+    in the same order as in one unsharded run, and a merged result keeps the same record for
+    that text (a result keeps the first record of each prompt text) as the unsharded one.
+    """
+    if not isinstance(i, int) or not 0 <= i < n:
+        raise ValueError(f"shard index must be in 0..{n - 1}, not {i!r}")
+    return [t for t in tasks if shard_of(t.prompt, n) == i]

@@ -254,7 +254,7 @@ def test_cli_default_model_and_limit(monkeypatch, argv, model, limit, benchmark,
         seen.update(model=model)
         return Fake()
 
-    def fake_run(methods, backend, tasks, output, progress=True):
+    def fake_run(methods, backend, tasks, output, progress=True, shard=None):
         seen.update(methods=[m.name for m in methods], tasks=tasks)
         return "summary"
 
