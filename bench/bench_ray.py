@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     methods = catalogue.select(family=a.family)
     tasks = dataset.load("corrected").select("mbpp", a.tasks)
-    options = {"batch_size": a.batch_size, "cache_path": None,
-               "attention": any(m.family == "self_attention" for m in methods)}
+    options = {"batch_size": a.batch_size, "cache_path": None}
     out = {"model": a.model, "tasks": len(tasks), "methods": len(methods), "batch_size": a.batch_size,
            "cpu_cores": os.cpu_count(), "cpu": platform.machine(), "torch_threads": 1, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:

@@ -15,7 +15,7 @@ from attention_alignment import catalogue, ray_engine, runner
 from common import backends
 from tests.ray_faults import BugWhileMarked, KillWorkerOnce
 
-OPTIONS = {"batch_size": 2, "cache_path": None, "attention": True}
+OPTIONS = {"batch_size": 2, "cache_path": None}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_ray_survives_a_killed_worker_stops_on_a_bug_and_resumes_to_the_files_of
 
 
 def test_cli_refuses_a_budget_with_ray(capsys, tmp_path):
-    code = runner.main(["--model", "tiny-gpt2", "--engine", "ray", "--max-cost-usd", "1",
+    code = runner.main(["--model", "gpt-4o", "--engine", "ray", "--max-cost-usd", "1",
                         "--output", str(tmp_path), "--no-progress", "--methods", "shap_perturbation"])
     assert code == runner.EXIT_USAGE
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --max-cost-usd is a budget "
