@@ -57,14 +57,16 @@ class Worker:
             runner.check_compatible(methods, self.backend)
             for m in methods:
                 m.prepare()
+            if hasattr(self.backend, "families"):  # one pass computes what these families need
+                self.backend.families = frozenset(m.family for m in methods if m.needs == "model")
         except Exception as exc:  # noqa: BLE001 - raised by describe(), as itself (Ray restarts a
             self.error = exc      # failed constructor's actor without its exception)
 
-    def describe(self) -> tuple[str, dict, int]:
+    def describe(self, prompt_style: str = "study") -> tuple[str, dict, int]:
         """Model name, each method's result header, and the chunk size."""
         if self.error is not None:
             raise self.error
-        metas = {m.name: runner._meta(m, self.backend) for m in self.methods}
+        metas = {m.name: runner._meta(m, self.backend, prompt_style) for m in self.methods}
         return self.backend.name, metas, runner.chunk_size(self.methods, self.backend)
 
     def run_chunk(self, tasks, done: dict[str, set[str]]) -> tuple[list[list[tuple]], dict | None]:
@@ -123,7 +125,8 @@ def run(methods, model, options: dict, tasks, output=paths.RESULT_DIR, *, worker
             num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=max_restarts,
             max_task_retries=max_restarts)
         actors = [actor_class.remote(methods, model, options, threads) for _ in range(workers)]
-        described = _get(ray, [a.describe.remote() for a in actors], RayTaskError)
+        style = runner.prompt_style_of(tasks)
+        described = _get(ray, [a.describe.remote(style) for a in actors], RayTaskError)
         name, metas, chunk = described[0]
         if any(d[:2] != (name, metas) for d in described[1:]):
             raise RuntimeError("the Ray workers disagree on the model or the method settings (different "

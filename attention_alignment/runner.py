@@ -96,6 +96,14 @@ def _meta(method: Method, backend, prompt_style: str = "study") -> dict:
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__}}
 
 
+def prompt_style_of(tasks) -> str:
+    """The one prompt style of a run's tasks (``study`` for tasks without one)."""
+    styles = {getattr(t, "prompt_style", "study") for t in tasks}
+    if len(styles) > 1:
+        raise UsageError(f"tasks of several prompt styles ({', '.join(sorted(styles))}) in one run")
+    return styles.pop() if styles else "study"
+
+
 def check_compatible(methods: list[Method], backend) -> None:
     """Model-internal methods need a local model's internals, not a black-box API."""
     if not methods:
@@ -119,10 +127,7 @@ def run(methods: list[Method], backend, tasks, output: str | os.PathLike = paths
     local model's batches then fill across tasks); results are identical either way, and each
     task is still recorded as it finishes."""
     check_compatible(methods, backend)
-    styles = {getattr(t, "prompt_style", "study") for t in tasks}
-    if len(styles) > 1:
-        raise UsageError(f"tasks of several prompt styles ({', '.join(sorted(styles))}) in one run")
-    style = styles.pop() if styles else "study"
+    style = prompt_style_of(tasks)
     for m in methods:
         m.prepare()
     if hasattr(backend, "families"):  # one forward/backward computes what these families need
