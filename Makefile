@@ -104,3 +104,5 @@ bench: setup
 	$(BIN)/python bench/bench_threads.py --model smollm2 --tasks 2
 	$(BIN)/python bench/bench_perturbation.py --models tiny,smollm2 --tasks 1 --batch-size 32 \
 		--max-new-tokens 48 --threads 1
+	$(BIN)/python bench/bench_completions.py
+	$(BIN)/python bench/bench_ray.py
