@@ -72,7 +72,8 @@ RUN_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(THREADS),--threads $(THREADS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 	$(if $(NAME),--name $(NAME)) $(if $(BASE_URL),--base-url $(BASE_URL)) \
 	$(if $(MAX_COST_USD),--max-cost-usd $(MAX_COST_USD)) $(if $(FILL_MODEL),--fill-model $(FILL_MODEL)) \
-	$(if $(SHARD),--shard $(SHARD)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS))
+	$(if $(SHARD),--shard $(SHARD)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(PROMPT_STYLE),--prompt-style $(PROMPT_STYLE))
 attention: setup
 	$(BIN)/python -m attention_alignment $(if $(METHODS),--methods $(METHODS),--family all) $(RUN_ARGS)
 
