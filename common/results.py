@@ -164,8 +164,8 @@ class AttributionResult:
         parts = [] if _SHARD_FILE.match(path.name) else shard_files(path)
         if parts:
             return cls._load_shards(path, parts)
-        header, records = _read_jsonl(path)
-        torn = torn_line(path)
+        header, records, text = _read_jsonl(path)
+        torn = torn_line(text)
         if torn is not None:
             line, task = torn
             warnings.warn(ResultWarning(
@@ -465,17 +465,18 @@ def _record(task_id, prompt, spans, scores, generation=None, details=None) -> di
     return rec
 
 
-def torn_line(path: Path) -> tuple[int, str | None] | None:
-    """``(line number, task id or None)`` of a torn (unterminated) last line, or None."""
-    text = path.read_text(encoding="utf-8")
+def torn_line(text: str) -> tuple[int, str | None] | None:
+    """``(line number, task id or None)`` of a torn (unterminated) last line of a result file's
+    text, or None."""
     if not text or text.endswith("\n"):
         return None
     found = re.search(r'"task_id":\s*"([^"]*)"', text[text.rfind("\n") + 1:])
     return text.count("\n") + 1, found.group(1) if found else None
 
 
-def _read_jsonl(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
-    """Header and records; a torn (unterminated, unparsable) last line is ignored."""
+def _read_jsonl(path: Path) -> tuple[dict, list[tuple[int, dict]], str]:
+    """Header, records and the file's text; a torn (unterminated, unparsable) last line is
+    ignored."""
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     complete = lines[:-1]  # text after the last newline is a torn write
@@ -498,7 +499,7 @@ def _read_jsonl(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
         if not isinstance(rec, dict):
             raise ResultFileError(f"{path}, line {n}: not a JSON object")
         records.append((n, rec))
-    return header, records
+    return header, records, text
 
 
 class ResultWriter:
@@ -517,7 +518,7 @@ class ResultWriter:
         self.done: set[str] = set()
         meta = meta or {}
         if self.path.exists():
-            header, records = _read_jsonl(self.path)
+            header, records, text = _read_jsonl(self.path)
             if (header["method"], header["model"]) != (method, model):
                 raise ResultFileError(f"{self.path} holds {header['method']}_{header['model']}, "
                                       f"not {method}_{model}")
@@ -529,7 +530,6 @@ class ResultWriter:
                         f"{meta.get(key)!r}: use another result folder or model name, or delete "
                         f"the file")
             self.done = {r.get("task_id") for _, r in records}
-            text = self.path.read_text(encoding="utf-8")
             keep = text[: text.rfind("\n") + 1]  # a torn last line is cut off
             if any(old.get(key) != meta.get(key) for key in update_meta):
                 # e.g. a shard's planned task count after a rerun with another --limit
