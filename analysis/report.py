@@ -16,6 +16,7 @@ import csv
 import html
 import io
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -71,7 +72,9 @@ def _csv_text(fields: list[str], rows: Iterable[dict]) -> str:
 def portable(text: str) -> str:
     """``text`` with this machine's paths replaced (the interpreter by ``python``, the
     environment by ``<venv>``, the checkout by ``.``, its parent by ``..``, the home folder by
-    ``~``), so committed outputs are the same on every machine."""
+    ``~``, a job's throw-away sandbox folder by ``<sandbox>``), so committed outputs are the same
+    on every machine and every run."""
+    text = re.sub(r"/tmp/sandbox-[A-Za-z0-9_]+", "<sandbox>", text)
     names = [(sys.executable, "python"), (sys.prefix, "<venv>"), (sys.base_prefix, "<python>"),
              (str(paths.ROOT), "."), (str(paths.ROOT.parent), ".."),
              (os.path.expanduser("~"), "~")]

@@ -241,3 +241,12 @@ def test_cli(tmp_path, mirror, capsys):
     assert "top-5 units" in (tmp_path / "explainable_errors.txt").read_text()
     with pytest.raises(SystemExit):
         ea.main(["--k", "0"])
+
+
+def test_reports_carry_no_machine_path():
+    import sys
+
+    from analysis.report import portable
+    detail = (f"LookupError: searched {sys.prefix}/nltk_data and /tmp/sandbox-ez96us_8/nltk_data "
+              f"({sys.executable})")
+    assert portable(detail) == "LookupError: searched <venv>/nltk_data and <sandbox>/nltk_data (python)"

@@ -1,7 +1,7 @@
 """How much the unified definitions move the results: the same model, tasks and methods run
 under ``--definitions unified`` and ``--definitions paper``, scored side by side.
 
-    python tools/compare_definitions.py --model smollm2 --limit 20 --shap-limit 5 --out /tmp/defs
+    python tools/compare_definitions.py --model smollm2 --limit 20 --shap-limit 5 --out build/definitions
 
 Prints one row per method and k: F1 and alpha under each definition and the difference (corrected
 labels). Generations are shared through the generation cache, so the second definition costs
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="smollm2")
     p.add_argument("--limit", type=int, default=20, help="MBPP tasks for the ten model-internal methods")
     p.add_argument("--shap-limit", type=int, default=5, help="MBPP tasks for SHAP (0: skip)")
-    p.add_argument("--out", default="/tmp/definitions")
+    p.add_argument("--out", default="build/definitions")
     p.add_argument("--threads", default="1")
     a = p.parse_args(argv)
     rows = []
