@@ -1,7 +1,8 @@
 """Sandbox worker: a long-lived process that runs one untrusted program per job in a forked child.
 
 Started by ``analysis.execution`` as ``python -s <this file>`` in a clean environment with
-``PYTHONHASHSEED=0`` (reproducible outcomes for code that depends on set order); it must not
+``PYTHONHASHSEED=0`` and ``random`` seeded per job (reproducible outcomes for code that depends on
+set order or draws random numbers); it must not
 import the project (the child inherits everything this process has loaded). Protocol: one
 JSON job per stdin line, one JSON outcome per stdout line.
 
@@ -57,6 +58,7 @@ import io
 import json
 import os
 import posix
+import random
 import resource
 import select
 import shutil
@@ -575,6 +577,9 @@ def _run_child(job: dict, workdir: str, fallback_workdir: str, uid: int | None, 
     except BaseException as exc:  # never run untrusted code half-guarded
         report("error", f"sandbox setup failed: {type(exc).__name__}: {exc}", "setup")
     sys.setrecursionlimit(3000)
+    # the same pseudo-random draws in every run, as PYTHONHASHSEED=0 gives the same set order:
+    # code that prints or returns random values reports the same values each time
+    random.seed(0)
     namespace = {"__name__": "__candidate__", "__builtins__": _dict(builtins_snapshot)}
     try:
         _exec(_compile(candidate, "<candidate>", "exec", 0, True, 0), namespace)

@@ -442,3 +442,12 @@ def test_outcomes_do_not_depend_on_the_hash_seed():
             o = sb.run(Job("x", code, ("raise RuntimeError(repr(f()))",), "f"))
             orders.add(o.detail.split("RuntimeError: ")[1].split(" (")[0])
     assert len(orders) == 1
+
+
+def test_random_draws_are_the_same_every_run():
+    import random
+    first = random.Random(0).random()  # the first draw after seed(0)
+    code = "import random\ndef f():\n    return random.random()\n"
+    with Sandbox(workers=1, timeout=5) as sb:
+        outs = sb.run_many([Job(f"r{i}", code, (f"assert f() == {first!r}",), "f") for i in range(2)])
+    assert [o.status for o in outs] == ["passed", "passed"], outs
