@@ -451,7 +451,7 @@ def _validate_output(folder: str) -> Path:
 
 def _validate(args, methods) -> None:
     """Every option that can be checked before any work (one line naming the option)."""
-    from common.api_backend import PRICES_PER_1K
+    from common.api_backend import is_priced
 
     try:
         models.check_device(args.device)
@@ -469,7 +469,7 @@ def _validate(args, methods) -> None:
     if args.max_cost_usd is not None:
         if args.max_cost_usd <= 0:
             raise UsageError(f"--max-cost-usd must be positive, not {args.max_cost_usd}")
-        if not args.price_per_1k and model not in PRICES_PER_1K:
+        if not is_priced(model, args.price_per_1k):
             raise UsageError(f"--max-cost-usd: no price known for model {model!r}, so the budget could "
                              f"never bind: give --price-per-1k INPUT OUTPUT (USD per 1K tokens)")
     if args.temperature != "default":

@@ -57,6 +57,11 @@ class Usage:
         return asdict(self)
 
 
+def is_priced(model: str, prices_per_1k=None) -> bool:
+    """A cost budget can bind: prices are given, or the model is in :data:`PRICES_PER_1K`."""
+    return prices_per_1k is not None or model in PRICES_PER_1K
+
+
 def shown(prompt: str) -> str:
     """A prompt as error messages name it: its first 60 characters."""
     return repr(prompt[:60])
@@ -89,7 +94,7 @@ class ApiBackend:
         self.name = model
         self.base_url = base_url
         self.max_cost_usd = max_cost_usd
-        if prices_per_1k is None and model not in PRICES_PER_1K and max_cost_usd is not None:
+        if max_cost_usd is not None and not is_priced(model, prices_per_1k):
             # a budget over an unpriced model would never bind: refuse rather than overspend
             raise self.Error(f"no price known for model {model!r}, so MAX_COST_USD cannot be enforced: "
                              f"pass prices_per_1k=(input, output) USD per 1K tokens")
