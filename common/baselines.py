@@ -19,7 +19,11 @@ task.region)``), so every baseline reports on the same units:
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from collections import Counter
+from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -32,13 +36,37 @@ RANDOM, FIRST_K, RARE_WORDS = "baseline_random", "baseline_first_k", "baseline_r
 METHODS = (RANDOM, FIRST_K, RARE_WORDS)
 
 
+@cache
 def _stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # a shap dependency
+    """scikit-learn's English stop-word list (a shap dependency). Read from its source file
+    when it has the expected shape: importing ``sklearn`` pulls in scipy, seconds that would
+    dominate scoring the whole table; otherwise imported."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package without running it
+    if spec is not None and spec.origin:
+        try:
+            tree = ast.parse((Path(spec.origin).parent / "feature_extraction" / "_stop_words.py")
+                             .read_text(encoding="utf-8"))
+            for node in tree.body:
+                if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                        and getattr(node.targets[0], "id", None) == "ENGLISH_STOP_WORDS"
+                        and isinstance(node.value, ast.Call) and len(node.value.args) == 1):
+                    words = ast.literal_eval(node.value.args[0])
+                    if isinstance(words, list | set | tuple) and all(isinstance(w, str) for w in words):
+                        return frozenset(words)
+        except (OSError, SyntaxError, ValueError):
+            pass
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
     return frozenset(ENGLISH_STOP_WORDS)
 
 
 def _words(ds) -> dict[str, np.ndarray]:
-    return {p: code_units.words(p, t.region) for p, t in ds.prompts().items()}
+    return dict(_region_words(tuple((p, t.region) for p, t in ds.prompts().items())))
+
+
+@lru_cache(maxsize=4)
+def _region_words(prompts: tuple[tuple[str, tuple[int, int]], ...]) -> tuple:
+    # the three baselines and both label versions share the prompts: split them once
+    return tuple((p, code_units.words(p, region)) for p, region in prompts)
 
 
 def first_k(ds) -> dict[str, PromptScores]:

@@ -216,7 +216,13 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+_SPAN = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+
+
 def _parse_span(value: str, file: str, row: int) -> tuple[int, int]:
+    m = _SPAN.fullmatch(value.strip())  # the common form, without a parser per row
+    if m:
+        return int(m.group(1)), int(m.group(2))
     try:
         span = ast.literal_eval(value)
         a, b = span
@@ -246,7 +252,17 @@ class _Row:
 
 
 def _label_rows(he_csv: Path, mbpp_csv: Path) -> tuple[list[_Row], dict[str, tuple[str, str]]]:
-    """All label rows, and prompt text -> (benchmark, first task id) in file order."""
+    """All label rows, and prompt text -> (benchmark, first task id) in file order (parsed once
+    per file version: both label versions read them)."""
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in (he_csv, mbpp_csv))
+    rows, prompts = _parsed_label_rows(key)
+    return list(rows), dict(prompts)
+
+
+@cache
+def _parsed_label_rows(key: tuple) -> tuple[tuple[_Row, ...], dict[str, tuple[str, str]]]:
+    he_csv, mbpp_csv = Path(key[0][0]), Path(key[1][0])
+    he_name, mbpp_name = he_csv.name, mbpp_csv.name
     rows: list[_Row] = []
     prompts: dict[str, tuple[str, str]] = {}
     for i, r in enumerate(_read_csv(he_csv), 1):
@@ -254,22 +270,22 @@ def _label_rows(he_csv: Path, mbpp_csv: Path) -> tuple[list[_Row], dict[str, tup
             tid, prompt = f"HumanEval/{int(r['prompt_id'])}", r["prompt"]
             word, label, span = r["word"], r["label type"], r["index range"]
         except (KeyError, ValueError) as exc:
-            raise DatasetError(f"{he_csv.name}, row {i}: malformed row ({exc})") from None
+            raise DatasetError(f"{he_name}, row {i}: malformed row ({exc})") from None
         prompts.setdefault(prompt, ("humaneval", tid))
         rows.append(_Row("humaneval", tid, prompt, word, label.strip().lower(),
-                         _parse_span(span, he_csv.name, i), he_csv.name, i))
+                         _parse_span(span, he_name, i), he_name, i))
     for i, r in enumerate(_read_csv(mbpp_csv), 1):
         try:
             tid, prompt = f"mbpp/{int(r['prompt_id'])}", r["Prompt"]
             word, label, span = r["Word"], r["Label Type"], r["index"]
         except (KeyError, ValueError) as exc:
-            raise DatasetError(f"{mbpp_csv.name}, row {i}: malformed row ({exc})") from None
+            raise DatasetError(f"{mbpp_name}, row {i}: malformed row ({exc})") from None
         prompts.setdefault(prompt, ("mbpp", tid))
         if not (word or label or span):  # the separator row after each prompt
             continue
         rows.append(_Row("mbpp", tid, prompt, word, label.strip().lower(),
-                         _parse_span(span, mbpp_csv.name, i), mbpp_csv.name, i))
-    return rows, prompts
+                         _parse_span(span, mbpp_name, i), mbpp_name, i))
+    return tuple(rows), prompts
 
 
 _INSIDE = re.compile(r"\w")
@@ -410,10 +426,14 @@ def _mbpp_problems(path: Path) -> dict[str, dict]:
 _DEF = re.compile(r"^def\s+(\w+)\s*\(", re.M)
 
 
+_CALLED = re.compile(r"\b(\w+)\s*\(")
+
+
 def _mbpp_entry_point(problem: dict) -> str | None:
-    tests = "\n".join(problem.get("test_list", []))
+    """The first function defined in the reference code that the tests call."""
+    called = set(_CALLED.findall("\n".join(problem.get("test_list", []))))
     for name in _DEF.findall(problem.get("code", "")):
-        if re.search(rf"\b{re.escape(name)}\s*\(", tests):
+        if name in called:
             return name
     return None
 

@@ -85,12 +85,27 @@ def overlaps_any(units: np.ndarray, spans: np.ndarray) -> np.ndarray:
     return count > 0
 
 
-def _coverage_prefix(spans: np.ndarray, length: int) -> np.ndarray:
-    """Prefix sums of how many spans cover each character of the global axis."""
-    diff = (np.bincount(spans[:, 0], minlength=length + 1)
-            - np.bincount(spans[:, 1], minlength=length + 1))
-    cover = np.cumsum(diff[:length])
-    return np.concatenate([[0], np.cumsum(cover)])
+class _Cover:
+    """Total overlap of a set of spans (with multiplicity) with ``[0, x)``, for many ``x``:
+    ``F(x) = sum_m clip(x - m0, 0, m1 - m0) = sum_{m0 < x} (x - m0) - sum_{m1 < x} (x - m1)``,
+    from sorted endpoints and their prefix sums. ``F(b) - F(a)`` is the summed overlap of
+    ``[a, b)`` with the spans, the same as the difference of a per-character coverage prefix
+    over the global axis, without a pass over that axis (a top-k set is a few thousand spans,
+    the axis almost a million characters)."""
+
+    def __init__(self, spans: np.ndarray):
+        self.starts, self.ends = np.sort(spans[:, 0]), np.sort(spans[:, 1])
+        self.start_sums = np.concatenate([[0], np.cumsum(self.starts)])
+        self.end_sums = np.concatenate([[0], np.cumsum(self.ends)])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self.starts, x, "left")
+        j = np.searchsorted(self.ends, x, "left")
+        return (i * x - self.start_sums[i]) - (j * x - self.end_sums[j])
+
+    def between(self, spans: np.ndarray) -> np.ndarray:
+        """Summed overlap of each span ``(a, b)`` with the set."""
+        return self(spans[:, 1]) - self(spans[:, 0])
 
 
 def _unique_rows(spans: np.ndarray) -> np.ndarray:
@@ -127,9 +142,23 @@ class LabelIndex:
                       + self.offset[self.owner][:, None])
         self.kinds = np.asarray(kinds, dtype=object)
         self._subsets: dict[bytes, tuple] = {}
+        self._positions: dict[tuple, np.ndarray] = {}
+
+    def positions(self, prompts: list[str], only: Iterable[str] | None = None) -> np.ndarray:
+        """Index position of each prompt, -1 for prompts without labels or outside ``only``.
+        Cached for the full set: the results of one benchmark share one prompt list."""
+        key = tuple(prompts)
+        if only is None and key in self._positions:
+            return self._positions[key]
+        wanted = None if only is None else set(only)
+        pos = np.fromiter((self.position.get(p, -1) if wanted is None or p in wanted else -1
+                           for p in prompts), dtype=np.int64, count=len(prompts))
+        if only is None:
+            self._positions[key] = pos
+        return pos
 
     def subset(self, positions: np.ndarray) -> tuple:
-        """Human spans, kinds, distinct spans and their coverage prefix for some prompts.
+        """Human spans, kinds, distinct spans and their :class:`_Cover` for some prompts.
 
         Cached: every published result covers the same prompts, so this is built once.
         """
@@ -140,7 +169,7 @@ class LabelIndex:
             keep = chosen[self.owner]
             unique = _unique_rows(self.spans[keep])
             self._subsets[key] = (self.spans[keep], self.kinds[keep], unique,
-                                  _coverage_prefix(unique, self.length))
+                                  _Cover(unique))
         return self._subsets[key]
 
 
@@ -154,20 +183,51 @@ class Ranked:
     """
 
     def __init__(self, result: Mapping):
-        self.prompts = list(result)
-        parts = [result[p] for p in self.prompts]
-        self.sizes = np.fromiter((len(r.scores) for r in parts), dtype=np.int64, count=len(parts))
-        self.owner = np.repeat(np.arange(len(parts)), self.sizes)
+        prompts = list(result)
+        parts = [result[p] for p in prompts]
+        sizes = np.fromiter((len(r.scores) for r in parts), dtype=np.int64, count=len(parts))
         if parts:
-            self.spans = np.concatenate([np.asarray(r.spans, dtype=np.int64).reshape(-1, 2)
-                                         for r in parts])
+            spans = np.concatenate([np.asarray(r.spans, dtype=np.int64).reshape(-1, 2)
+                                    for r in parts])
             scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in parts])
         else:
-            self.spans, scores = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
-        order = np.lexsort((np.arange(len(scores)), -scores, self.owner))
+            spans, scores = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+        self._set(prompts, sizes, spans, scores)
+
+    @classmethod
+    def from_flat(cls, prompts: list[str], sizes: np.ndarray, spans: np.ndarray,
+                  scores: np.ndarray) -> Ranked:
+        """From units already concatenated in prompt order (``sizes[i]`` units of
+        ``prompts[i]``): no per-prompt objects."""
+        self = cls.__new__(cls)
+        self._set(list(prompts), np.asarray(sizes, dtype=np.int64),
+                  np.asarray(spans, dtype=np.int64).reshape(-1, 2), np.asarray(scores, dtype=np.float64))
+        return self
+
+    def _set(self, prompts, sizes, spans, scores) -> None:
+        if sizes.sum() != len(spans) or len(spans) != len(scores) or len(sizes) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts, {int(sizes.sum())} units by size, "
+                             f"{len(spans)} spans and {len(scores)} scores do not agree")
+        self.prompts, self.sizes, self.spans = prompts, sizes, spans
+        self.owner = np.repeat(np.arange(len(prompts)), sizes)
+        # lexsort is stable: equal scores keep prompt order
+        order = np.lexsort((-scores, self.owner))
         sorted_owner = self.owner[order]
         self.rank = np.empty(len(scores), dtype=np.int64)
         self.rank[order] = np.arange(len(scores)) - np.searchsorted(sorted_owner, sorted_owner)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a :class:`Scorer` computes for one k."""
+
+    top: np.ndarray  # the top-k units (global spans, sorted; duplicates kept)
+    top_owner: np.ndarray  # index position of each top-k unit's prompt
+    p_each: np.ndarray  # precision term of each distinct top-k unit
+    p_owner: np.ndarray  # its prompt
+    r_each: np.ndarray  # recall term of each distinct human span
+    model_code: np.ndarray  # per unit: does it overlap a top-k unit
+    human_hit: np.ndarray | None = None  # per human span: does a top-k unit overlap it
 
 
 class Scorer:
@@ -179,9 +239,7 @@ class Scorer:
     def __init__(self, result: Mapping | Ranked, index: LabelIndex,
                  prompts: Iterable[str] | None = None):
         ranked = result if isinstance(result, Ranked) else Ranked(result)
-        wanted = None if prompts is None else set(prompts)
-        pos = np.fromiter((index.position.get(p, -1) if wanted is None or p in wanted else -1
-                           for p in ranked.prompts), dtype=np.int64, count=len(ranked.prompts))
+        pos = index.positions(ranked.prompts, prompts)
         self.index = index
         self.n_prompts = int((pos >= 0).sum())
         keep = pos[ranked.owner] >= 0
@@ -193,46 +251,107 @@ class Scorer:
         # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
         # de-duplicating them is a neighbour comparison
         self._base = index.length + 1
-        order = np.argsort(units[:, 0] * self._base + units[:, 1], kind="stable")
-        self.units, self.rank = units[order], self.rank[order]
+        key = units[:, 0] * self._base + units[:, 1]
+        if len(key) > 1 and (key[1:] < key[:-1]).any():  # results in index order are sorted
+            order = np.argsort(key, kind="stable")
+            units, self.rank = units[order], self.rank[order]
+        self.units = units
         self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
-        self.human, self.human_kinds, self.human_unique, self.human_prefix = \
+        self.human, self.human_kinds, self.human_unique, self.human_cover = \
             index.subset(pos[pos >= 0])
-        self.unit_is_human = overlaps_any(self.units, self.human)
+        self._unit_owner = self._owner(self.units[:, 0])
+        # Disjoint units (words, located tokens: every result we know) make a unit overlap a
+        # top-k unit exactly when it is one, and the units overlapping a span a contiguous
+        # range in unit order: every k is then a few prefix sums over the units. Otherwise
+        # (overlapping or empty units) the general searches.
+        u0, u1 = self.units[:, 0], self.units[:, 1]
+        self._disjoint = (len(self.units) > 0 and not self._any_empty
+                          and bool((u0[1:] >= u1[:-1]).all()))
+        if self._disjoint:
+            self._width = u1 - u0
+            self._unique_range = self._unit_range(self.human_unique)
+            self._human_range = self._unit_range(self.human)
+            # every (distinct human span, unit it overlaps) pair, from the ranges
+            lo, hi = self._unique_range
+            counts = hi - lo
+            h = np.repeat(np.arange(len(lo)), counts)
+            u = lo[h] + np.arange(len(h)) - np.repeat(np.cumsum(counts) - counts, counts)
+            hu = self.human_unique
+            overlap = np.minimum(hu[h, 1], u1[u]) - np.maximum(hu[h, 0], u0[u])
+            n = len(self.units)
+            self._unit_precision = np.bincount(u, overlap, minlength=n) / self._width
+            self.unit_is_human = np.bincount(u, minlength=n) > 0
+            # the parts of the first and last unit of each range that stick out of the span
+            some = hi > lo
+            self._first, self._last = np.minimum(lo, n - 1), np.maximum(hi - 1, 0)
+            self._first_out = np.where(some, np.maximum(hu[:, 0] - u0[self._first], 0), 0)
+            self._last_out = np.where(some, np.maximum(u1[self._last] - hu[:, 1], 0), 0)
+        else:
+            self.unit_is_human = overlaps_any(self.units, self.human)
+        self._parts_of: dict[int, _Parts] = {}
+
+    def _unit_range(self, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[lo, hi)``: the (disjoint, sorted) units overlapping each span, by the overlap rule
+        (``u1 > s0 and u0 < s1``; an empty span overlaps the unit strictly containing it)."""
+        lo = np.searchsorted(self.units[:, 1], spans[:, 0], "right")
+        hi = np.searchsorted(self.units[:, 0], spans[:, 1], "left")
+        return lo, np.maximum(hi, lo)
 
     def topk_mask(self, k: int) -> np.ndarray:
         return self.rank < k
 
-    def _parts(self, k: int) -> tuple:
-        """Top-k units, their distinct spans, each distinct top unit's precision term, each
-        distinct human span's recall term, and each unit's model code."""
+    def _parts(self, k: int) -> _Parts:
+        """The per-k terms, computed once per k: :meth:`score`, :meth:`prompt_stats` and
+        :meth:`label_coverage` share them."""
+        if k not in self._parts_of:
+            self._parts_of[k] = (self._disjoint_parts(k) if self._disjoint
+                                 else self._general_parts(k))
+        return self._parts_of[k]
+
+    def _disjoint_parts(self, k: int) -> _Parts:
+        mask = self.topk_mask(k)
+        top_count = np.concatenate([[0], np.cumsum(mask)])
+        top_width = np.concatenate([[0], np.cumsum(np.where(mask, self._width, 0))])
+        # recall: top-k width inside each distinct human span's unit range, minus the parts of
+        # the range's first and last unit outside the span when those units are top-k
+        lo, hi = self._unique_range
+        hu = self.human_unique
+        covered = (top_width[hi] - top_width[lo] - self._first_out * mask[self._first]
+                   - self._last_out * mask[self._last])
+        h_width = hu[:, 1] - hu[:, 0]
+        r_each = np.divide(covered, h_width, out=np.zeros(len(hu)), where=h_width > 0)
+        lo_h, hi_h = self._human_range
+        owner = self._unit_owner[mask]
+        return _Parts(self.units[mask], owner, self._unit_precision[mask], owner, r_each, mask,
+                      human_hit=top_count[hi_h] - top_count[lo_h] > 0)
+
+    def _general_parts(self, k: int) -> _Parts:
         top = self.units[self.topk_mask(k)]
         keys = top[:, 0] * self._base + top[:, 1]
         top_unique = top[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(top) else top
         # precision: each distinct top-k unit, human coverage inside it / its length
         width = top_unique[:, 1] - top_unique[:, 0]
-        covered = self.human_prefix[top_unique[:, 1]] - self.human_prefix[top_unique[:, 0]]
+        covered = self.human_cover.between(top_unique)
         p_each = np.divide(covered, width, out=np.zeros(len(width)), where=width > 0)
         # recall: each distinct human span, top-k coverage inside it / its length
-        model_prefix = _coverage_prefix(top_unique, self.index.length)
         hu = self.human_unique
         h_width = hu[:, 1] - hu[:, 0]
-        h_cov = model_prefix[hu[:, 1]] - model_prefix[hu[:, 0]]
+        h_cov = _Cover(top_unique).between(hu)
         r_each = np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)
-        if self._any_empty:  # empty spans overlap by containment: the general search
-            model_code = overlaps_any(self.units, top)
-        else:
-            model_code = model_prefix[self.units[:, 1]] > model_prefix[self.units[:, 0]]
-        return top, top_unique, p_each, r_each, model_code
+        # empty spans overlap by containment: the general search
+        model_code = overlaps_any(self.units, top)
+        return _Parts(top, self._owner(top[:, 0]), p_each, self._owner(top_unique[:, 0]), r_each,
+                      model_code)
 
     def score(self, k: int) -> Score:
-        top, _, p_each, r_each, model_code = self._parts(k)
-        p_sum, r_sum = float(np.sum(p_each)), float(np.sum(r_each))
-        precision = p_sum / len(top) if len(top) else 0.0
+        parts = self._parts(k)
+        n_top = len(parts.top)
+        p_sum, r_sum = float(np.sum(parts.p_each)), float(np.sum(parts.r_each))
+        precision = p_sum / n_top if n_top else 0.0
         recall = r_sum / len(self.human) if len(self.human) else 0.0
-        alpha = alpha_binary(self.unit_is_human, model_code)
+        alpha = alpha_binary(self.unit_is_human, parts.model_code)
         return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
-                     len(self.units), len(top), len(self.human))
+                     len(self.units), n_top, len(self.human))
 
     def _owner(self, starts: np.ndarray) -> np.ndarray:
         """Index position of the prompt each global start offset lies in."""
@@ -247,27 +366,29 @@ class Scorer:
         is a weight matrix times this array (:mod:`common.stats`).
         """
         n = len(self.index.prompts)
-        top, top_unique, p_each, r_each, model_code = self._parts(k)
-        if not hasattr(self, "_unit_owner"):
-            self._unit_owner = self._owner(self.units[:, 0])
+        parts = self._parts(k)
+        if not hasattr(self, "_human_owner"):
             self._human_owner = self._owner(self.human[:, 0])
             self._human_unique_owner = self._owner(self.human_unique[:, 0])
         out = np.zeros((n, len(STAT_FIELDS)))
-        out[:, 0] = np.bincount(self._owner(top_unique[:, 0]), p_each, minlength=n)
-        out[:, 1] = np.bincount(self._owner(top[:, 0]), minlength=n)
-        out[:, 2] = np.bincount(self._human_unique_owner, r_each, minlength=n)
+        out[:, 0] = np.bincount(parts.p_owner, parts.p_each, minlength=n)
+        out[:, 1] = np.bincount(parts.top_owner, minlength=n)
+        out[:, 2] = np.bincount(self._human_unique_owner, parts.r_each, minlength=n)
         out[:, 3] = np.bincount(self._human_owner, minlength=n)
         out[:, 4] = np.bincount(self._unit_owner, minlength=n)
-        out[:, 5] = np.bincount(self._unit_owner, self.unit_is_human != model_code, minlength=n)
+        out[:, 5] = np.bincount(self._unit_owner, self.unit_is_human != parts.model_code, minlength=n)
         out[:, 6] = np.bincount(self._unit_owner, self.unit_is_human.astype(np.int64)
-                                + model_code, minlength=n)
+                                + parts.model_code, minlength=n)
         return out
 
     def label_coverage(self, k: int) -> dict[str, float]:
         """Share of human keywords of each type that overlap a top-k unit."""
-        hit = overlaps_any(self.human, self.units[self.topk_mask(k)])
-        return {label: float(hit[self.human_kinds == label].mean())
-                if (self.human_kinds == label).any() else float("nan") for label in LABELS}
+        parts = self._parts(k)
+        hit = parts.human_hit if parts.human_hit is not None else overlaps_any(self.human, parts.top)
+        if not hasattr(self, "_label_masks"):
+            self._label_masks = {label: self.human_kinds == label for label in LABELS}
+        return {label: float(hit[m].mean()) if m.any() else float("nan")
+                for label, m in self._label_masks.items()}
 
 
 def score(result: Mapping | Ranked, labels: Mapping[str, Iterable] | LabelIndex, ks: Iterable[int] = KS,

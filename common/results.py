@@ -32,6 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -242,13 +243,11 @@ class AttributionResult:
         path = Path(path)
         if method is None or model is None:
             method, _, model = path.stem.rpartition("_")
-        cached = _read_located(path, spaceless) if cache else None
-        if cached is None:
-            prompts = _locate_published(path, spaceless)
-            if cache:
-                _write_located(path, spaceless, prompts)
-        else:
-            prompts = cached
+        flat = located_units(path, spaceless, cache)
+        ends = np.cumsum(flat.counts)
+        starts = ends - flat.counts
+        prompts = {prompt: PromptScores(flat.spans[a:b], flat.scores[a:b])
+                   for prompt, a, b in zip(flat.prompts, starts.tolist(), ends.tolist())}
         return cls(method, model, prompts, source="published",
                    meta={"spaceless": spaceless}, path=path)
 
@@ -370,6 +369,36 @@ class AttributionResult:
                                    code=self.generations.get(tid, ""))
 
 
+class LocatedUnits(NamedTuple):
+    """A published result's units located in their prompts, concatenated in prompt order:
+    ``counts[i]`` rows of ``spans`` / ``scores`` belong to ``prompts[i]``."""
+
+    prompts: list[str]
+    counts: np.ndarray  # (prompts,) int64
+    spans: np.ndarray  # (units, 2) int64
+    scores: np.ndarray  # (units,) float64
+
+
+def located_units(path: str | os.PathLike, spaceless: bool = False, cache: bool = True) -> LocatedUnits:
+    """The units of the published pickle ``path`` located in their prompts (see
+    :meth:`AttributionResult.from_published`), from the cache beside it when it is current."""
+    path = Path(path)
+    flat = _read_located(path, spaceless) if cache else None
+    if flat is None:
+        flat = _flatten(_locate_published(path, spaceless))
+        if cache:
+            _write_located(path, spaceless, flat)
+    return flat
+
+
+def _flatten(prompts: dict[str, PromptScores]) -> LocatedUnits:
+    parts = list(prompts.values())
+    counts = np.asarray([len(p.scores) for p in parts], dtype=np.int64)
+    spans = np.concatenate([p.spans for p in parts]) if parts else np.zeros((0, 2), np.int64)
+    scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+    return LocatedUnits(list(prompts), counts, spans.astype(np.int64), scores.astype(np.float64))
+
+
 def _locate_published(path: Path, spaceless: bool) -> dict[str, PromptScores]:
     data = safe_pickle.load(path)
     if not isinstance(data, dict):
@@ -400,7 +429,8 @@ def _locate_published(path: Path, spaceless: bool) -> dict[str, PromptScores]:
     return prompts
 
 
-_LOCATED_FORMAT = 1
+#: 2: prompts stored as one UTF-8 buffer (a fixed-width unicode array made each file 7 MB)
+_LOCATED_FORMAT = 2
 
 
 def _located_path(path: Path, spaceless: bool) -> Path:
@@ -412,20 +442,19 @@ def _stamp(path: Path) -> np.ndarray:
     return np.asarray([_LOCATED_FORMAT, st.st_size, st.st_mtime_ns], dtype=np.int64)
 
 
-def _write_located(path: Path, spaceless: bool, prompts: dict[str, PromptScores]) -> None:
-    parts = list(prompts.values())
-    counts = np.asarray([len(p.scores) for p in parts], dtype=np.int64)
-    spans = (np.concatenate([p.spans for p in parts]) if parts else np.zeros((0, 2), np.int64))
-    scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+def _write_located(path: Path, spaceless: bool, flat: LocatedUnits) -> None:
+    encoded = [p.encode("utf-8") for p in flat.prompts]
     try:
         with atomic_path(_located_path(path, spaceless)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, stamp=_stamp(path), prompts=np.asarray(list(prompts), dtype=str),
-                     counts=counts, spans=spans.astype(np.int64), scores=scores.astype(np.float64))
+            np.savez(f, stamp=_stamp(path),
+                     text=np.frombuffer(b"".join(encoded), dtype=np.uint8),
+                     text_sizes=np.asarray([len(e) for e in encoded], dtype=np.int64),
+                     counts=flat.counts, spans=flat.spans, scores=flat.scores)
     except OSError:
         pass  # a read-only data folder: no cache, the next load locates again
 
 
-def _read_located(path: Path, spaceless: bool) -> dict[str, PromptScores] | None:
+def _read_located(path: Path, spaceless: bool) -> LocatedUnits | None:
     """The cached located units, or None when absent, stale or malformed (then recomputed)."""
     cache = _located_path(path, spaceless)
     if not cache.is_file():
@@ -434,19 +463,22 @@ def _read_located(path: Path, spaceless: bool) -> dict[str, PromptScores] | None
         with np.load(cache, allow_pickle=False) as z:
             if not np.array_equal(z["stamp"], _stamp(path)):
                 return None
-            prompts, counts = z["prompts"].tolist(), z["counts"]
+            text, sizes, counts = z["text"].tobytes(), z["text_sizes"], z["counts"]
             spans, scores = z["spans"], z["scores"]
-        ends = np.cumsum(counts)
-        if (len(prompts) != len(counts) or spans.shape != (int(ends[-1]) if len(ends) else 0, 2)
-                or scores.shape != (spans.shape[0],) or not np.isfinite(scores).all()):
+        if sizes.sum() != len(text) or (sizes < 0).any() or len(sizes) != len(counts):
+            return None
+        cuts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        prompts = [text[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:])]
+        n = int(counts.sum())
+        if ((counts < 0).any() or spans.shape != (n, 2) or scores.shape != (n,)
+                or spans.dtype != np.int64 or not np.isfinite(scores).all()):
             return None
         lengths = np.repeat(np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)), counts)
-        if len(spans) and ((spans < 0).any() or (spans[:, 1] > lengths).any()):
+        if n and ((spans[:, 0] < 0).any() or (spans[:, 1] < spans[:, 0]).any()
+                  or (spans[:, 1] > lengths).any()):
             return None
-        starts = ends - counts
-        return {prompt: PromptScores(spans[a:b], scores[a:b])
-                for prompt, a, b in zip(prompts, starts.tolist(), ends.tolist())}
-    except (OSError, ValueError, KeyError):
+        return LocatedUnits(prompts, counts.astype(np.int64), spans, scores.astype(np.float64))
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
         return None
 
 

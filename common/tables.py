@@ -83,10 +83,9 @@ def load_entries(result_dir: str | os.PathLike = paths.RESULT_DIR, published_dir
             spaceless = mode == "paper" and _paper_spaceless(source, method, model)
             if (path, spaceless) not in cache:
                 if source == "published":
-                    res = results.AttributionResult.from_published(path, spaceless, method, model)
+                    cache[path, spaceless] = Ranked.from_flat(*results.located_units(path, spaceless))
                 else:
-                    res = results.AttributionResult.load(path)
-                cache[path, spaceless] = Ranked(res.prompts)
+                    cache[path, spaceless] = Ranked(results.AttributionResult.load(path).prompts)
             if not cache[path, spaceless].prompts:
                 if mode == first_mode:  # once per file, not once per mode
                     print(f"skipped {paths.shown(path)}: 0 tasks scored (every task failed, or "

@@ -85,7 +85,13 @@ def test_alpha_undefined_with_one_value():
     assert np.isnan(alpha_binary(np.ones(4, bool), np.ones(4, bool)))
 
 
-def _random_case(rng, n_prompts=30):
+UNIT_KINDS = ("empty", "disjoint", "overlapping")
+
+
+def _random_case(rng, n_prompts=30, units="empty"):
+    """Random prompts, units and labels (empty and duplicate human spans included). ``units``:
+    ``disjoint`` cuts of each prompt (words, located tokens); ``empty``: plus an empty unit in
+    some prompts; ``overlapping``: plus a unit overlapping others (and a duplicate) in some."""
     result, labels = {}, {}
     for i in range(n_prompts):
         length = int(rng.integers(5, 60))
@@ -94,9 +100,12 @@ def _random_case(rng, n_prompts=30):
                                   replace=False))
         bounds = np.concatenate([[0], cuts, [len(prompt)]])
         spans = np.stack([bounds[:-1], bounds[1:]], axis=1)
-        if rng.random() < 0.3:  # an empty unit, as an unfound-then-empty token could give
+        if units == "empty" and rng.random() < 0.3:  # as an unfound-then-empty token could give
             spans = np.vstack([spans, [[int(spans[1, 0]), int(spans[1, 0])]]])
-            spans = spans[np.argsort(spans[:, 0], kind="stable")]
+        if units == "overlapping" and rng.random() < 0.3:
+            a = int(rng.integers(0, len(prompt) - 2))
+            spans = np.vstack([spans, [[a, int(rng.integers(a + 1, len(prompt) + 1))]], spans[:1]])
+        spans = spans[np.argsort(spans[:, 0], kind="stable")]
         scores = rng.integers(0, 4, size=len(spans)).astype(float)  # many ties
         result[prompt] = ps(spans, scores)
         hs = []
@@ -110,12 +119,15 @@ def _random_case(rng, n_prompts=30):
     return result, labels
 
 
+@pytest.mark.parametrize("units", UNIT_KINDS)
 @pytest.mark.parametrize("seed", range(6))
-def test_vectorised_equals_reference_on_random_data(seed):
+def test_vectorised_equals_reference_on_random_data(seed, units):
     rng = np.random.default_rng(seed)
-    result, labels = _random_case(rng)
+    result, labels = _random_case(rng, units=units)
     ref_input = {p: [(tuple(s), float(v)) for s, v in zip(r.spans, r.scores)]
                  for p, r in result.items()}
+    # the disjoint path serves disjoint units only; the general one everything else
+    assert Scorer(result, LabelIndex(labels))._disjoint == (units == "disjoint")
     got = score(Ranked(result), labels, ks=(1, 3, 5))
     for k in (1, 3, 5):
         p, r, f1, alpha = score_reference(ref_input, labels, k)
@@ -144,3 +156,50 @@ def test_label_coverage_by_type():
     assert cov["operator"] == 1.0
     assert cov["datatype"] == 0.5
     assert np.isnan(cov["conditional"])
+
+
+@pytest.mark.parametrize("units", UNIT_KINDS)
+def test_label_coverage_equals_a_brute_force_overlap_check(units):
+    from common.dataset import LABELS, Keyword
+    from common.reference import _touches
+
+    rng = np.random.default_rng(11)
+    result, spans = _random_case(rng, units=units)
+    labels = {p: [Keyword(p[a:b], a, b, LABELS[int(rng.integers(0, 3))]) for a, b in hs]
+              for p, hs in spans.items()}
+    scorer = Scorer(result, LabelIndex(labels))
+    for k in (1, 3, 5):
+        hits = {label: [] for label in LABELS}
+        for p, r in result.items():
+            order = sorted(range(len(r.scores)), key=lambda i: -r.scores[i])  # ties: prompt order
+            top = [tuple(r.spans[i]) for i in order[:k]]
+            for kw in labels[p]:
+                hits[kw.label].append(any(_touches((kw.start, kw.end), m) for m in top))
+        got = scorer.label_coverage(k)
+        for label in LABELS:
+            if hits[label]:
+                assert got[label] == pytest.approx(np.mean(hits[label]), abs=1e-12)
+            else:
+                assert np.isnan(got[label])
+
+
+@pytest.mark.parametrize("units", UNIT_KINDS)
+def test_prompt_stats_sum_to_the_score_on_every_path(units):
+    from common import stats
+
+    result, labels = _random_case(np.random.default_rng(5), units=units)
+    scorer = Scorer(result, LabelIndex(labels))
+    for k in (1, 3, 5):
+        st = scorer.prompt_stats(k)
+        m = stats.metrics_of(st.sum(axis=0))
+        s = scorer.score(k)
+        assert (float(m["precision"]), float(m["recall"]), float(m["alpha"])) == \
+            pytest.approx((s.precision, s.recall, s.alpha), abs=1e-12)
+        assert st[:, 1].sum() == s.n_topk and st[:, 4].sum() == s.n_units
+
+
+@pytest.mark.parametrize("units", UNIT_KINDS)
+def test_result_order_does_not_matter(units):
+    result, labels = _random_case(np.random.default_rng(2), units=units)
+    backwards = dict(reversed(list(result.items())))
+    assert score(backwards, labels, ks=(1, 4)) == score(result, labels, ks=(1, 4))

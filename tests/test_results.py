@@ -143,3 +143,31 @@ def test_located_units_are_cached_and_revalidated(tmp_path):
     # a damaged cache is ignored, never trusted
     cache.write_bytes(b"not an npz")
     assert AttributionResult.from_published(path).prompts[prompt].spans.tolist() == [[8, 16]]
+
+
+def test_located_cache_keeps_non_ascii_prompts_and_rejects_spans_outside_them(tmp_path):
+    from common import results
+    from common.metrics import Ranked
+
+    prompts = {"Écrire une fonction «tri».": [("fonction", 1.0), ("tri", 2.0)],
+               "Sort a list → ascending.": [("Sort", 0.5), ("ascending", 0.5)]}
+    path = tmp_path / "saliency_reading_tiny.pkl"
+    path.write_bytes(pickle.dumps(prompts))
+    fresh = AttributionResult.from_published(path, cache=False)
+    AttributionResult.from_published(path)  # writes the cache
+    flat = results._read_located(path, False)
+    assert flat is not None and flat.prompts == list(prompts)
+    again = AttributionResult.from_published(path)
+    for p in prompts:
+        assert again.prompts[p].spans.tolist() == fresh.prompts[p].spans.tolist()
+    a, b = Ranked(fresh.prompts), Ranked.from_flat(*results.located_units(path))
+    assert a.prompts == b.prompts and a.spans.tolist() == b.spans.tolist()
+    assert a.rank.tolist() == b.rank.tolist() == [1, 0, 0, 1]
+    # a cache whose spans run past their prompt is not trusted
+    cache = tmp_path / "saliency_reading_tiny.pkl.located.npz"
+    with np.load(cache) as z:
+        parts = dict(z)
+    parts["spans"] = parts["spans"] + 100
+    with open(cache, "wb") as f:
+        np.savez(f, **parts)
+    assert results._read_located(path, False) is None
