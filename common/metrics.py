@@ -141,6 +141,7 @@ class LabelIndex:
         self.spans = (np.asarray(spans, dtype=np.int64).reshape(-1, 2)
                       + self.offset[self.owner][:, None])
         self.kinds = np.asarray(kinds, dtype=object)
+        self._kind_masks = {label: self.kinds == label for label in LABELS}
         self._subsets: dict[bytes, tuple] = {}
         self._positions: dict[tuple, np.ndarray] = {}
 
@@ -158,7 +159,8 @@ class LabelIndex:
         return pos
 
     def subset(self, positions: np.ndarray) -> tuple:
-        """Human spans, kinds, distinct spans and their :class:`_Cover` for some prompts.
+        """Human spans, kinds, distinct spans, their :class:`_Cover` and label -> mask of the
+        human spans of that label, for some prompts.
 
         Cached: every published result covers the same prompts, so this is built once.
         """
@@ -168,8 +170,8 @@ class LabelIndex:
         if key not in self._subsets:
             keep = chosen[self.owner]
             unique = _unique_rows(self.spans[keep])
-            self._subsets[key] = (self.spans[keep], self.kinds[keep], unique,
-                                  _Cover(unique))
+            self._subsets[key] = (self.spans[keep], self.kinds[keep], unique, _Cover(unique),
+                                  {label: m[keep] for label, m in self._kind_masks.items()})
         return self._subsets[key]
 
 
@@ -196,20 +198,25 @@ class Ranked:
 
     @classmethod
     def from_flat(cls, prompts: list[str], sizes: np.ndarray, spans: np.ndarray,
-                  scores: np.ndarray) -> Ranked:
+                  scores: np.ndarray, rank: np.ndarray | None = None) -> Ranked:
         """From units already concatenated in prompt order (``sizes[i]`` units of
-        ``prompts[i]``): no per-prompt objects."""
+        ``prompts[i]``): no per-prompt objects. A ``rank`` saved earlier (:attr:`rank`) is
+        used when it is the rank of ``scores`` (checked in linear time), else recomputed."""
         self = cls.__new__(cls)
         self._set(list(prompts), np.asarray(sizes, dtype=np.int64),
-                  np.asarray(spans, dtype=np.int64).reshape(-1, 2), np.asarray(scores, dtype=np.float64))
+                  np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+                  np.asarray(scores, dtype=np.float64), rank)
         return self
 
-    def _set(self, prompts, sizes, spans, scores) -> None:
+    def _set(self, prompts, sizes, spans, scores, rank=None) -> None:
         if sizes.sum() != len(spans) or len(spans) != len(scores) or len(sizes) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts, {int(sizes.sum())} units by size, "
                              f"{len(spans)} spans and {len(scores)} scores do not agree")
         self.prompts, self.sizes, self.spans = prompts, sizes, spans
         self.owner = np.repeat(np.arange(len(prompts)), sizes)
+        if rank is not None and _is_rank(rank, self.owner, sizes, scores):
+            self.rank = rank
+            return
         # lexsort is stable: equal scores keep prompt order
         order = np.lexsort((-scores, self.owner))
         sorted_owner = self.owner[order]
@@ -217,17 +224,37 @@ class Ranked:
         self.rank[order] = np.arange(len(scores)) - np.searchsorted(sorted_owner, sorted_owner)
 
 
+def _is_rank(rank, owner: np.ndarray, sizes: np.ndarray, scores: np.ndarray) -> bool:
+    """Is ``rank`` each unit's rank inside its prompt (score descending, ties in prompt order)?"""
+    n = len(owner)
+    if not (isinstance(rank, np.ndarray) and rank.dtype == np.int64 and rank.shape == (n,)):
+        return False
+    if n == 0:
+        return True
+    if ((rank < 0) | (rank >= sizes[owner])).any():
+        return False
+    slot = (np.cumsum(sizes) - sizes)[owner] + rank  # where each unit sits in rank order
+    at = np.full(n, -1, dtype=np.int64)
+    at[slot] = np.arange(n)
+    if (at < 0).any():  # two units with one rank
+        return False
+    s = scores[at]  # slots of a prompt are contiguous, so neighbours compare inside a prompt
+    ordered = (s[1:] < s[:-1]) | ((s[1:] == s[:-1]) & (at[1:] > at[:-1]))
+    return bool(ordered[owner[1:] == owner[:-1]].all())
+
+
 @dataclass(frozen=True)
 class _Parts:
     """What a :class:`Scorer` computes for one k."""
 
-    top: np.ndarray  # the top-k units (global spans, sorted; duplicates kept)
+    n_top: int  # top-k units (duplicates kept)
     top_owner: np.ndarray  # index position of each top-k unit's prompt
     p_each: np.ndarray  # precision term of each distinct top-k unit
     p_owner: np.ndarray  # its prompt
     r_each: np.ndarray  # recall term of each distinct human span
     model_code: np.ndarray  # per unit: does it overlap a top-k unit
     human_hit: np.ndarray | None = None  # per human span: does a top-k unit overlap it
+    top: np.ndarray | None = None  # the top-k units (general path only)
 
 
 class Scorer:
@@ -242,24 +269,28 @@ class Scorer:
         pos = index.positions(ranked.prompts, prompts)
         self.index = index
         self.n_prompts = int((pos >= 0).sum())
+        #: per index prompt: is it scored (in the result, with labels, among ``prompts``)
+        self.scored = np.zeros(len(index.prompts), dtype=bool)
+        self.scored[pos[pos >= 0]] = True
         keep = pos[ranked.owner] >= 0
         if keep.all():
             owner, spans, self.rank = ranked.owner, ranked.spans, ranked.rank
         else:
             owner, spans, self.rank = ranked.owner[keep], ranked.spans[keep], ranked.rank[keep]
-        units = spans + index.offset[pos[owner]][:, None]
+        unit_owner = pos[owner]
+        units = spans + index.offset[unit_owner][:, None]
         # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
         # de-duplicating them is a neighbour comparison
         self._base = index.length + 1
         key = units[:, 0] * self._base + units[:, 1]
         if len(key) > 1 and (key[1:] < key[:-1]).any():  # results in index order are sorted
             order = np.argsort(key, kind="stable")
-            units, self.rank = units[order], self.rank[order]
+            units, self.rank, unit_owner = units[order], self.rank[order], unit_owner[order]
         self.units = units
+        self._unit_owner = unit_owner
         self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
-        self.human, self.human_kinds, self.human_unique, self.human_cover = \
+        self.human, self.human_kinds, self.human_unique, self.human_cover, self._label_masks = \
             index.subset(pos[pos >= 0])
-        self._unit_owner = self._owner(self.units[:, 0])
         # Disjoint units (words, located tokens: every result we know) make a unit overlap a
         # top-k unit exactly when it is one, and the units overlapping a span a contiguous
         # range in unit order: every k is then a few prefix sums over the units. Otherwise
@@ -322,7 +353,7 @@ class Scorer:
         r_each = np.divide(covered, h_width, out=np.zeros(len(hu)), where=h_width > 0)
         lo_h, hi_h = self._human_range
         owner = self._unit_owner[mask]
-        return _Parts(self.units[mask], owner, self._unit_precision[mask], owner, r_each, mask,
+        return _Parts(len(owner), owner, self._unit_precision[mask], owner, r_each, mask,
                       human_hit=top_count[hi_h] - top_count[lo_h] > 0)
 
     def _general_parts(self, k: int) -> _Parts:
@@ -340,12 +371,12 @@ class Scorer:
         r_each = np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)
         # empty spans overlap by containment: the general search
         model_code = overlaps_any(self.units, top)
-        return _Parts(top, self._owner(top[:, 0]), p_each, self._owner(top_unique[:, 0]), r_each,
-                      model_code)
+        return _Parts(len(top), self._owner(top[:, 0]), p_each, self._owner(top_unique[:, 0]),
+                      r_each, model_code, top=top)
 
     def score(self, k: int) -> Score:
         parts = self._parts(k)
-        n_top = len(parts.top)
+        n_top = parts.n_top
         p_sum, r_sum = float(np.sum(parts.p_each)), float(np.sum(parts.r_each))
         precision = p_sum / n_top if n_top else 0.0
         recall = r_sum / len(self.human) if len(self.human) else 0.0
@@ -385,8 +416,6 @@ class Scorer:
         """Share of human keywords of each type that overlap a top-k unit."""
         parts = self._parts(k)
         hit = parts.human_hit if parts.human_hit is not None else overlaps_any(self.human, parts.top)
-        if not hasattr(self, "_label_masks"):
-            self._label_masks = {label: self.human_kinds == label for label in LABELS}
         return {label: float(hit[m].mean()) if m.any() else float("nan")
                 for label, m in self._label_masks.items()}
 

@@ -377,6 +377,8 @@ class LocatedUnits(NamedTuple):
     counts: np.ndarray  # (prompts,) int64
     spans: np.ndarray  # (units, 2) int64
     scores: np.ndarray  # (units,) float64
+    #: each unit's rank inside its prompt (``metrics.Ranked``), when known; checked on use
+    rank: np.ndarray | None = None
 
 
 def located_units(path: str | os.PathLike, spaceless: bool = False, cache: bool = True) -> LocatedUnits:
@@ -387,6 +389,8 @@ def located_units(path: str | os.PathLike, spaceless: bool = False, cache: bool 
     if flat is None:
         flat = _flatten(_locate_published(path, spaceless))
         if cache:
+            from .metrics import Ranked
+            flat = flat._replace(rank=Ranked.from_flat(*flat).rank)
             _write_located(path, spaceless, flat)
     return flat
 
@@ -429,8 +433,9 @@ def _locate_published(path: Path, spaceless: bool) -> dict[str, PromptScores]:
     return prompts
 
 
-#: 2: prompts stored as one UTF-8 buffer (a fixed-width unicode array made each file 7 MB)
-_LOCATED_FORMAT = 2
+#: 3: prompts stored as one UTF-8 buffer (a fixed-width unicode array made each file 7 MB),
+#: and the units' ranks
+_LOCATED_FORMAT = 3
 
 
 def _located_path(path: Path, spaceless: bool) -> Path:
@@ -449,7 +454,8 @@ def _write_located(path: Path, spaceless: bool, flat: LocatedUnits) -> None:
             np.savez(f, stamp=_stamp(path),
                      text=np.frombuffer(b"".join(encoded), dtype=np.uint8),
                      text_sizes=np.asarray([len(e) for e in encoded], dtype=np.int64),
-                     counts=flat.counts, spans=flat.spans, scores=flat.scores)
+                     counts=flat.counts, spans=flat.spans, scores=flat.scores,
+                     **({"rank": flat.rank} if flat.rank is not None else {}))
     except OSError:
         pass  # a read-only data folder: no cache, the next load locates again
 
@@ -465,6 +471,7 @@ def _read_located(path: Path, spaceless: bool) -> LocatedUnits | None:
                 return None
             text, sizes, counts = z["text"].tobytes(), z["text_sizes"], z["counts"]
             spans, scores = z["spans"], z["scores"]
+            rank = z["rank"] if "rank" in z.files else None
         if sizes.sum() != len(text) or (sizes < 0).any() or len(sizes) != len(counts):
             return None
         cuts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
@@ -477,7 +484,7 @@ def _read_located(path: Path, spaceless: bool) -> LocatedUnits | None:
         if n and ((spans[:, 0] < 0).any() or (spans[:, 1] < spans[:, 0]).any()
                   or (spans[:, 1] > lengths).any()):
             return None
-        return LocatedUnits(prompts, counts.astype(np.int64), spans, scores.astype(np.float64))
+        return LocatedUnits(prompts, counts.astype(np.int64), spans, scores.astype(np.float64), rank)
     except (OSError, ValueError, KeyError, UnicodeDecodeError):
         return None
 

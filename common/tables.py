@@ -162,7 +162,10 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                            float(np.mean([len(t.keywords) for t in ts])))
                        for b in dataset.BENCHMARKS
                        if (ts := [t for t in ds.tasks if t.benchmark == b])}
-        bench_prompts = {b: [p for p, t in ds.prompts().items() if t.benchmark == b]
+        # a benchmark's rows sum the per-prompt statistics of its prompts: the same sums a
+        # scorer restricted to those prompts pools
+        of_prompt = ds.prompts()
+        bench_rows_of = {b: np.asarray([of_prompt[p].benchmark == b for p in index.prompts])
                          for b in dataset.BENCHMARKS}
         todo = list(mode_entries) + (baseline_entries(ds) if with_baselines else [])
         for e in todo:
@@ -183,14 +186,15 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                         cov_rows.append((mode, e.model, e.method, k, label, share,
                                          scorer.n_prompts))
             if benchmarks and not e.expected_random:
-                for b, prompts in bench_prompts.items():
-                    sub = Scorer(e.ranked, index, prompts)
-                    if sub.n_prompts == 0:
+                for b, rows_of_b in bench_rows_of.items():
+                    n_scored = int((scorer.scored & rows_of_b).sum())
+                    if n_scored == 0:
                         continue
                     for k in ks:
-                        s = sub.score(k)
-                        bench_rows.append((mode, b, e.model, e.method, k, s.precision,
-                                           s.recall, s.f1, s.alpha, sub.n_prompts))
+                        m = stats.metrics_of(prompt_stats[mode, e.model, e.method, k][rows_of_b]
+                                             .sum(axis=0))
+                        bench_rows.append((mode, b, e.model, e.method, k, *(float(m[x]) for x in METRICS),
+                                           n_scored))
     metrics_cols = list(METRICS)
     table2 = pd.DataFrame(rows, columns=["mode", "model", "method", "k", *metrics_cols])
     boot = _bootstrap_cells(table2, prompt_stats, prompt_lists, resamples, seed)

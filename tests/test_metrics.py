@@ -203,3 +203,35 @@ def test_result_order_does_not_matter(units):
     result, labels = _random_case(np.random.default_rng(2), units=units)
     backwards = dict(reversed(list(result.items())))
     assert score(backwards, labels, ks=(1, 4)) == score(result, labels, ks=(1, 4))
+
+
+def test_a_saved_rank_is_used_only_when_it_is_the_rank_of_the_scores():
+    from common.metrics import _is_rank
+
+    result, _ = _random_case(np.random.default_rng(4), units="disjoint")
+    r = Ranked(result)
+    flat = (r.prompts, r.sizes, r.spans, np.concatenate([result[p].scores for p in r.prompts]))
+    assert _is_rank(r.rank, r.owner, r.sizes, flat[3])
+    assert Ranked.from_flat(*flat, rank=r.rank.copy()).rank.tolist() == r.rank.tolist()
+    first = np.flatnonzero(r.owner == 0)
+    scores = flat[3]
+    tie = [i for i in first if (scores[first] == scores[i]).sum() > 1]
+    bad = []
+    swapped = r.rank.copy()  # two units of one prompt with different scores swap ranks
+    i, j = next((i, j) for i in first for j in first if scores[i] > scores[j])
+    swapped[[i, j]] = swapped[[j, i]]
+    bad.append(swapped)
+    doubled = r.rank.copy()  # two units with one rank
+    doubled[first[1]] = doubled[first[0]]
+    bad.append(doubled)
+    bad.append(r.rank[:-1])  # wrong length
+    bad.append(r.rank.astype(np.float64))
+    if tie:  # equal scores out of prompt order
+        a, b = tie[0], next(x for x in tie[1:] if scores[x] == scores[tie[0]])
+        flipped = r.rank.copy()
+        flipped[[a, b]] = flipped[[b, a]]
+        bad.append(flipped)
+    for rank in bad:
+        assert not _is_rank(rank, r.owner, r.sizes, scores)
+        assert Ranked.from_flat(*flat, rank=rank).rank.tolist() == r.rank.tolist()  # recomputed
+    assert len(bad) == 5

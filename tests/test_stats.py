@@ -302,3 +302,18 @@ def test_outcomes_file_without_status_names_the_file(tmp_path):
     path.write_text("model,benchmark,task_id\ngpt4,mbpp,mbpp/1\n")
     with pytest.raises(ValueError, match=r"outcomes\.csv: missing columns \['status'\]"):
         tables.load_outcomes(path)
+
+
+def test_stop_words_read_from_source_equal_sklearns_without_importing_it():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    code = ("import sys; from common import baselines; w = baselines._stop_words(); "
+            "print(len(w), 'sklearn' in sys.modules, ','.join(sorted(w)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split(" ", 2)
+    assert out[1] == "False"  # the list came from the source file: no scipy import
+    assert set(out[2].strip().split(",")) == ENGLISH_STOP_WORDS and int(out[0]) > 300
