@@ -108,13 +108,14 @@ class _Cover:
         return self(spans[:, 1]) - self(spans[:, 0])
 
 
-def _unique_rows(spans: np.ndarray) -> np.ndarray:
-    """Distinct spans; one int64 key per span is far faster than ``np.unique(axis=0)``."""
+def _unique_rows(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct spans (sorted) and the index of each span among them; one int64 key per span is
+    far faster than ``np.unique(axis=0)``."""
     if not len(spans):
-        return spans.reshape(0, 2)
+        return spans.reshape(0, 2), np.zeros(0, dtype=np.int64)
     base = int(spans.max()) + 1
-    keys = np.unique(spans[:, 0] * base + spans[:, 1])
-    return np.stack([keys // base, keys % base], axis=1)
+    keys, inverse = np.unique(spans[:, 0] * base + spans[:, 1], return_inverse=True)
+    return np.stack([keys // base, keys % base], axis=1), inverse.reshape(-1)
 
 
 class LabelIndex:
@@ -159,8 +160,9 @@ class LabelIndex:
         return pos
 
     def subset(self, positions: np.ndarray) -> tuple:
-        """Human spans, kinds, distinct spans, their :class:`_Cover` and label -> mask of the
-        human spans of that label, for some prompts.
+        """Human spans, kinds, distinct spans, their :class:`_Cover`, label -> mask of the
+        human spans of that label, and each human span's index among the distinct ones, for
+        some prompts.
 
         Cached: every published result covers the same prompts, so this is built once.
         """
@@ -169,9 +171,10 @@ class LabelIndex:
         key = np.packbits(chosen).tobytes()
         if key not in self._subsets:
             keep = chosen[self.owner]
-            unique = _unique_rows(self.spans[keep])
+            unique, inverse = _unique_rows(self.spans[keep])
             self._subsets[key] = (self.spans[keep], self.kinds[keep], unique, _Cover(unique),
-                                  {label: m[keep] for label, m in self._kind_masks.items()})
+                                  {label: m[keep] for label, m in self._kind_masks.items()},
+                                  inverse)
         return self._subsets[key]
 
 
@@ -289,8 +292,8 @@ class Scorer:
         self.units = units
         self._unit_owner = unit_owner
         self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
-        self.human, self.human_kinds, self.human_unique, self.human_cover, self._label_masks = \
-            index.subset(pos[pos >= 0])
+        (self.human, self.human_kinds, self.human_unique, self.human_cover, self._label_masks,
+         self._human_to_unique) = index.subset(pos[pos >= 0])
         # Disjoint units (words, located tokens: every result we know) make a unit overlap a
         # top-k unit exactly when it is one, and the units overlapping a span a contiguous
         # range in unit order: every k is then a few prefix sums over the units. Otherwise
@@ -301,7 +304,8 @@ class Scorer:
         if self._disjoint:
             self._width = u1 - u0
             self._unique_range = self._unit_range(self.human_unique)
-            self._human_range = self._unit_range(self.human)
+            self._human_range = (self._unique_range[0][self._human_to_unique],
+                                 self._unique_range[1][self._human_to_unique])
             # every (distinct human span, unit it overlaps) pair, from the ranges
             lo, hi = self._unique_range
             counts = hi - lo
