@@ -307,6 +307,7 @@ def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Cor
         corrections.append(Correction(r.file, r.row, r.task_id, r.word, before, after, kind, why))
 
     out: dict[str, list[Keyword]] = defaultdict(list)
+    seen: dict[str, set[Keyword]] = defaultdict(set)
     for r in rows:
         a, b = r.span
         exclusive = r.benchmark == "mbpp" and "end_exclusive" not in without
@@ -343,12 +344,13 @@ def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Cor
                     f"located inside {_word_at(r.prompt, a)!r}; the whole word follows")
                 a, b = m.span()
         kw = Keyword(word, a, b, r.label)
-        if kw in out[r.prompt] and "duplicate_merged" not in without:
+        if kw in seen[r.prompt] and "duplicate_merged" not in without:
             issues.append(LabelIssue(r.file, r.row, f"duplicate keyword {word!r} {kw.span}: merged"))
             fix(r, f"({a}, {b})", "", "duplicate_merged",
                 "the same keyword is already labelled in this prompt text (kept once)")
             continue
         out[r.prompt].append(kw)
+        seen[r.prompt].add(kw)
     return out
 
 

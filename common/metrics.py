@@ -142,7 +142,10 @@ class LabelIndex:
         self.spans = (np.asarray(spans, dtype=np.int64).reshape(-1, 2)
                       + self.offset[self.owner][:, None])
         self.kinds = np.asarray(kinds, dtype=object)
-        self._kind_masks = {label: self.kinds == label for label in LABELS}
+        #: each span's label as its position in LABELS (len(LABELS) for none of them)
+        self._kind_codes = np.full(len(self.kinds), len(LABELS), dtype=np.int64)
+        for i, label in enumerate(LABELS):
+            self._kind_codes[self.kinds == label] = i
         self._subsets: dict[bytes, tuple] = {}
         self._positions: dict[tuple, np.ndarray] = {}
 
@@ -160,9 +163,9 @@ class LabelIndex:
         return pos
 
     def subset(self, positions: np.ndarray) -> tuple:
-        """Human spans, kinds, distinct spans, their :class:`_Cover`, label -> mask of the
-        human spans of that label, and each human span's index among the distinct ones, for
-        some prompts.
+        """Human spans, kinds, distinct spans, their :class:`_Cover`, each human span's label
+        code (its position in ``LABELS``) and its index among the distinct spans, for some
+        prompts.
 
         Cached: every published result covers the same prompts, so this is built once.
         """
@@ -173,7 +176,7 @@ class LabelIndex:
             keep = chosen[self.owner]
             unique, inverse = _unique_rows(self.spans[keep])
             self._subsets[key] = (self.spans[keep], self.kinds[keep], unique, _Cover(unique),
-                                  {label: m[keep] for label, m in self._kind_masks.items()},
+                                  self._kind_codes[keep],
                                   inverse)
         return self._subsets[key]
 
@@ -256,7 +259,6 @@ class _Parts:
     p_owner: np.ndarray  # its prompt
     r_each: np.ndarray  # recall term of each distinct human span
     model_code: np.ndarray  # per unit: does it overlap a top-k unit
-    human_hit: np.ndarray | None = None  # per human span: does a top-k unit overlap it
     top: np.ndarray | None = None  # the top-k units (general path only)
 
 
@@ -279,7 +281,9 @@ class Scorer:
         if keep.all():
             owner, spans, self.rank = ranked.owner, ranked.spans, ranked.rank
         else:
-            owner, spans, self.rank = ranked.owner[keep], ranked.spans[keep], ranked.rank[keep]
+            at = np.flatnonzero(keep)
+            owner, spans, self.rank = ranked.owner.take(at), np.take(ranked.spans, at, axis=0), \
+                ranked.rank.take(at)
         unit_owner = pos[owner]
         units = spans + index.offset[unit_owner][:, None]
         # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
@@ -288,11 +292,13 @@ class Scorer:
         key = units[:, 0] * self._base + units[:, 1]
         if len(key) > 1 and (key[1:] < key[:-1]).any():  # results in index order are sorted
             order = np.argsort(key, kind="stable")
-            units, self.rank, unit_owner = units[order], self.rank[order], unit_owner[order]
+            # np.take on rows: fancy indexing of an (n, 2) array is ten times slower
+            units = np.take(units, order, axis=0)
+            self.rank, unit_owner = self.rank.take(order), unit_owner.take(order)
         self.units = units
         self._unit_owner = unit_owner
         self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
-        (self.human, self.human_kinds, self.human_unique, self.human_cover, self._label_masks,
+        (self.human, self.human_kinds, self.human_unique, self.human_cover, self._kind_codes,
          self._human_to_unique) = index.subset(pos[pos >= 0])
         # Disjoint units (words, located tokens: every result we know) make a unit overlap a
         # top-k unit exactly when it is one, and the units overlapping a span a contiguous
@@ -312,7 +318,8 @@ class Scorer:
             h = np.repeat(np.arange(len(lo)), counts)
             u = lo[h] + np.arange(len(h)) - np.repeat(np.cumsum(counts) - counts, counts)
             hu = self.human_unique
-            overlap = np.minimum(hu[h, 1], u1[u]) - np.maximum(hu[h, 0], u0[u])
+            overlap = (np.minimum(hu[:, 1].take(h), u1.take(u))
+                       - np.maximum(hu[:, 0].take(h), u0.take(u)))
             n = len(self.units)
             self._unit_precision = np.bincount(u, overlap, minlength=n) / self._width
             self.unit_is_human = np.bincount(u, minlength=n) > 0
@@ -321,6 +328,7 @@ class Scorer:
             self._first, self._last = np.minimum(lo, n - 1), np.maximum(hi - 1, 0)
             self._first_out = np.where(some, np.maximum(hu[:, 0] - u0[self._first], 0), 0)
             self._last_out = np.where(some, np.maximum(u1[self._last] - hu[:, 1], 0), 0)
+            self._unique_width = hu[:, 1] - hu[:, 0]
         else:
             self.unit_is_human = overlaps_any(self.units, self.human)
         self._parts_of: dict[int, _Parts] = {}
@@ -345,23 +353,21 @@ class Scorer:
 
     def _disjoint_parts(self, k: int) -> _Parts:
         mask = self.topk_mask(k)
-        top_count = np.concatenate([[0], np.cumsum(mask)])
-        top_width = np.concatenate([[0], np.cumsum(np.where(mask, self._width, 0))])
+        top = np.flatnonzero(mask)  # integer takes are several times faster than boolean masks
+        top_width = np.zeros(len(mask) + 1, dtype=np.int64)
+        np.cumsum(self._width * mask, out=top_width[1:])
         # recall: top-k width inside each distinct human span's unit range, minus the parts of
         # the range's first and last unit outside the span when those units are top-k
         lo, hi = self._unique_range
-        hu = self.human_unique
         covered = (top_width[hi] - top_width[lo] - self._first_out * mask[self._first]
                    - self._last_out * mask[self._last])
-        h_width = hu[:, 1] - hu[:, 0]
-        r_each = np.divide(covered, h_width, out=np.zeros(len(hu)), where=h_width > 0)
-        lo_h, hi_h = self._human_range
-        owner = self._unit_owner[mask]
-        return _Parts(len(owner), owner, self._unit_precision[mask], owner, r_each, mask,
-                      human_hit=top_count[hi_h] - top_count[lo_h] > 0)
+        r_each = np.divide(covered, self._unique_width, out=np.zeros(len(covered)),
+                           where=self._unique_width > 0)
+        owner = self._unit_owner.take(top)
+        return _Parts(len(top), owner, self._unit_precision.take(top), owner, r_each, mask)
 
     def _general_parts(self, k: int) -> _Parts:
-        top = self.units[self.topk_mask(k)]
+        top = np.take(self.units, np.flatnonzero(self.topk_mask(k)), axis=0)
         keys = top[:, 0] * self._base + top[:, 1]
         top_unique = top[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(top) else top
         # precision: each distinct top-k unit, human coverage inside it / its length
@@ -402,26 +408,43 @@ class Scorer:
         """
         n = len(self.index.prompts)
         parts = self._parts(k)
-        if not hasattr(self, "_human_owner"):
-            self._human_owner = self._owner(self.human[:, 0])
+        if not hasattr(self, "_human_unique_owner"):  # what does not depend on k
             self._human_unique_owner = self._owner(self.human_unique[:, 0])
+            self._n_human = np.bincount(self._owner(self.human[:, 0]), minlength=n)
+            self._n_units = np.bincount(self._unit_owner, minlength=n)
+            self._n_human_units = np.bincount(self._unit_owner, self.unit_is_human, minlength=n)
         out = np.zeros((n, len(STAT_FIELDS)))
         out[:, 0] = np.bincount(parts.p_owner, parts.p_each, minlength=n)
         out[:, 1] = np.bincount(parts.top_owner, minlength=n)
         out[:, 2] = np.bincount(self._human_unique_owner, parts.r_each, minlength=n)
-        out[:, 3] = np.bincount(self._human_owner, minlength=n)
-        out[:, 4] = np.bincount(self._unit_owner, minlength=n)
-        out[:, 5] = np.bincount(self._unit_owner, self.unit_is_human != parts.model_code, minlength=n)
-        out[:, 6] = np.bincount(self._unit_owner, self.unit_is_human.astype(np.int64)
-                                + parts.model_code, minlength=n)
+        out[:, 3] = self._n_human
+        out[:, 4] = self._n_units
+        # units coded 1 by the model, and by both coders (disjoint units: the top-k units)
+        if self._disjoint:
+            model, both = out[:, 1], np.bincount(parts.top_owner, self.unit_is_human.take(
+                np.flatnonzero(parts.model_code)), minlength=n)
+        else:
+            model = np.bincount(self._unit_owner, parts.model_code, minlength=n)
+            both = np.bincount(self._unit_owner, self.unit_is_human & parts.model_code, minlength=n)
+        out[:, 5] = self._n_human_units + model - 2 * both  # disagreements
+        out[:, 6] = self._n_human_units + model
         return out
 
     def label_coverage(self, k: int) -> dict[str, float]:
         """Share of human keywords of each type that overlap a top-k unit."""
         parts = self._parts(k)
-        hit = parts.human_hit if parts.human_hit is not None else overlaps_any(self.human, parts.top)
-        return {label: float(hit[m].mean()) if m.any() else float("nan")
-                for label, m in self._label_masks.items()}
+        if self._disjoint:  # a top-k unit inside the span's unit range
+            top_count = np.zeros(len(self.units) + 1, dtype=np.int64)
+            np.cumsum(parts.model_code, out=top_count[1:])
+            lo, hi = self._human_range
+            hit = top_count[hi] - top_count[lo] > 0
+        else:
+            hit = overlaps_any(self.human, parts.top)
+        n = len(LABELS) + 1
+        total = np.bincount(self._kind_codes, minlength=n)
+        hits = np.bincount(self._kind_codes, hit, minlength=n)
+        return {label: float(hits[i] / total[i]) if total[i] else float("nan")
+                for i, label in enumerate(LABELS)}
 
 
 def score(result: Mapping | Ranked, labels: Mapping[str, Iterable] | LabelIndex, ks: Iterable[int] = KS,
