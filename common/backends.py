@@ -247,17 +247,22 @@ class HFBackend:
         generated from a grad-carrying :func:`common.internals.prefill`, which the example's
         internals then reuse instead of running the prompt again. The cached continuation and
         no prefill on a cache hit, or where the prefill cannot give :func:`models.generate`'s
-        tokens (no budget, a generation config that processes logits)."""
+        tokens (no budget, a generation config that processes logits, a model whose grad-enabled
+        prefill is not bit-identical to generation's: :func:`common.internals.matches_generation`)."""
         hit = self._cached(prompt, budget)
         if hit is not None:
             return hit, None
-        families = self.families & INTERNAL_FAMILIES
-        if budget < 1 or not families or not models.first_step_is_argmax(self.lm):
-            return self.continuations([prompt], [budget])[0], None
-        from .internals import prefill
+        from .internals import matches_generation, prefill
 
+        families = self.families & INTERNAL_FAMILIES
+        if (budget < 1 or not families or not models.first_step_is_argmax(self.lm)
+                or matches_generation(self.lm.model) is False):
+            return self.continuations([prompt], [budget])[0], None
         pre = prefill(self.lm.model, models.encode(self.lm, prompt),
                       attention="self_attention" in families, gradients="gradient" in families)
+        if not matches_generation(self.lm.model, pre):  # never a different greedy generation
+            pre.release()
+            return self.continuations([prompt], [budget])[0], None
         cont = models.generate_from_prefill(self.lm, prompt, budget, pre.logits.detach(),
                                             pre.generation_cache())
         self._store(prompt, budget, cont)

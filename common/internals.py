@@ -295,6 +295,36 @@ def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: 
                   time.perf_counter() - t0)
 
 
+_GENERATION_MATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tensors(cache) -> list[torch.Tensor]:
+    return [v for layer in getattr(cache, "layers", [cache]) for v in vars(layer).values()
+            if torch.is_tensor(v)]
+
+
+def matches_generation(model, pre: Prefill | None = None) -> bool | None:
+    """Whether a grad-enabled prefill gives ``model.generate``'s own prefill bit for bit (last
+    logits, keys and values), so that greedy generation may continue from it: checked once per
+    model on ``pre`` against the no-grad forward ``generate`` runs (kernels chosen with grad
+    enabled could differ on some devices). Without ``pre``: the recorded answer, None if not
+    checked yet."""
+    if pre is None or model in _GENERATION_MATCH:
+        return _GENERATION_MATCH.get(model)
+    device = next(model.parameters()).device
+    ids = pre.ids[None].to(device)
+    # generate's own prefill call: the full mask, logits of the last position where supported
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **keep)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    ours, theirs = _tensors(pre.cache), _tensors(cache)
+    same = (torch.equal(out.logits[0, -1].float(), pre.logits.detach()) and len(ours) == len(theirs)
+            and all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(ours, theirs)))
+    _GENERATION_MATCH[model] = same
+    return same
+
+
 def _prefill_covers(pre: Prefill, ids: torch.Tensor, rows: list[int], targets: list[int]) -> bool:
     """Whether ``pre`` gives what :func:`internals` needs before the continuation pass."""
     p = pre.length

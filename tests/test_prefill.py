@@ -12,7 +12,7 @@ import torch
 
 from common import models
 from common.backends import Example, HFBackend
-from common.internals import internals, prefill
+from common.internals import internals, matches_generation, prefill
 from common.tiny import ARCHITECTURES, build_model
 from tests.perturbation_fakes import mbpp_task
 from tests.test_internals import fast_model, sequence
@@ -220,3 +220,31 @@ def test_prepare_of_several_tasks_stays_batched(monkeypatch):
     backend.families = frozenset()
     backend.prepare(tasks[1:2])
     assert calls == [(1, 8)] and backend.example(tasks[1]).prefill is None
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_the_grad_prefill_is_generations_prefill_bit_for_bit(arch, attn):
+    if arch == "xglm" and attn == "sdpa":
+        pytest.skip("XGLM has no SDPA path in transformers")
+    lm = build_model(arch, attn_implementation=attn)
+    assert matches_generation(lm.model) is None  # checked once per model, on its first prefill
+    pre = prefill(lm.model, models.encode(lm, mbpp_task(PROMPTS[1]).model_prompt))
+    assert matches_generation(lm.model, pre) is True and matches_generation(lm.model) is True
+
+
+def test_a_model_whose_grad_prefill_differs_keeps_generate(monkeypatch):
+    from common import internals as module
+
+    lm = build_model("llama", attn_implementation="sdpa")
+    pre = prefill(lm.model, models.encode(lm, PROMPTS[0]))
+    pre.logits = pre.logits.detach() + 1e-3  # as if the grad-enabled kernels rounded otherwise
+    assert matches_generation(lm.model, pre) is False
+    task = mbpp_task(PROMPTS[0])
+    calls = []
+    monkeypatch.setattr(module, "prefill", lambda *a, **k: calls.append(a) or prefill(*a, **k))
+    backend = HFBackend(lm, batch_size=1)
+    ex = backend.example(task)
+    assert ex.prefill is None and calls == []  # the recorded answer: no prefill run at all
+    budget = backend.budget(task.model_prompt, task.reference)
+    assert torch.equal(ex.continuation.new_ids, models.generate(lm, [task.model_prompt], budget)[0].new_ids)
