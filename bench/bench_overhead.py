@@ -7,10 +7,13 @@
 Per model and benchmark (first N MBPP and HumanEval tasks):
 
 * bare: ``model.generate`` (greedy, SDPA attention, the project's ``models.generate``) of each task;
-* ours: the same generation, then everything the ten methods need for the task: the coding
-  position, one :func:`common.internals.internals` call (the reading and coding attention rows
-  and both gradient targets from one SDPA forward and one batched backward) and the ten
-  methods' score reductions;
+* ours: what a run gives for a task generated alone (``HFBackend(lm, batch_size=1).example``, as
+  ``aa.attribute`` and ``--batch-size 1``): the same tokens, generated from a grad-carrying
+  prefill of the prompt that keeps the reading attention row and the first token's logits
+  (phase ``grad prefill``; ``generation`` is the rest), then everything the ten methods need:
+  the coding position, one :func:`common.internals.internals` call reusing that prefill (a
+  forward over the generated positions only, over its cache, and one batched backward for both
+  gradient targets) and the ten methods' score reductions;
 * the ratio ours / bare: the median over ``--repeats`` interleaved repeats (bare and ours
   alternate per task, so load changes hit both), and the phase breakdown of ours.
 
@@ -19,10 +22,13 @@ N-token random sequence (rows and targets 400 tokens before the end and at the e
 fresh subprocess: this path (SDPA), today's gradient pass on SDPA (full logits), and today's
 attention capture + gradient pass on an eager model.
 
-Then, not timed, the scores of this path against the previous one (``two_step_gradients``
-below: full logits, one backward per target, on the same SDPA model; ``capture.attention_rows``
-on an eager copy): max |difference| of the saliency and input x gradient vectors and of the
-attention rows.
+Then, not timed, the scores of this path against the previous ones: the prefill path's
+internals against the full pass (``internals`` without a prefill: max |difference| of the
+gradients relative to each target's largest component and of the attention rows, and whether
+the tokens equal ``models.generate``'s), and the full pass against the path before
+``common.internals`` (``two_step_gradients`` below: full logits, one backward per target, on the
+same SDPA model; ``capture.attention_rows`` on an eager copy): max |difference| of the saliency
+and input x gradient vectors and of the attention rows.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import torch  # noqa: E402
 
 from attention_alignment import catalogue  # noqa: E402
 from common import dataset, models, threads  # noqa: E402
-from common.backends import Example, GivenExample  # noqa: E402
+from common.backends import Example, HFBackend  # noqa: E402
 from common.capture import attention_rows  # noqa: E402
 from common.internals import internals  # noqa: E402
 from common.method import TaskFailure  # noqa: E402
@@ -97,19 +103,22 @@ def budget(lm, task) -> int:
 
 
 def ours(lm, task, device) -> tuple[object, dict]:
-    """Generation + the ten methods exactly as the run loop does them (one internals pass shared
-    by all); returns the generation and phase seconds."""
+    """Generation + the ten methods exactly as a run does them for a task generated alone (the
+    generation's prefill reused, one internals pass shared by all); returns the generation and
+    phase seconds."""
     t0 = time.perf_counter()
-    gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
+    backend = HFBackend(lm, batch_size=1)  # its own in-memory generation cache: always generates
+    ex = backend.example(task)
+    gen = ex.continuation
     sync(device)
     t1 = time.perf_counter()
-    phases = {"generation": t1 - t0}
+    # The prompt's grad-carrying forward is this generation's prefill (bare has a no-grad one).
+    pre = ex.prefill.seconds if ex.prefill is not None else 0.0
+    phases = {"generation": t1 - t0 - pre, "grad prefill": pre}
     if len(gen.new_ids) == 0:
         return gen, phases
-    ex = Example(lm, task, gen)
     inner = ex.internals()
     t2 = time.perf_counter()
-    backend = GivenExample(ex)
     for m in METHODS:
         try:
             m.attribute(task, backend)
@@ -148,17 +157,40 @@ def overhead(lm, tasks, device, repeats: int) -> dict:
         our_totals.append(o)
     ratios = [o / b for o, b in zip(our_totals, bare_totals)]
     total = sum(phase_sums.values())
-    # The same ratio within ours alone (all of it over its own generation phase): free of the
-    # load changes between the bare and our generations on a shared machine.
-    within = total / phase_sums["generation"]
+    # The same ratio within ours alone (all of it over its own generation, grad prefill included):
+    # free of the load changes between the bare and our generations on a shared machine.
+    within = total / (phase_sums["generation"] + phase_sums["grad prefill"])
     return {"within": within, "bare_s": statistics.median(bare_totals),
             "ours_s": statistics.median(our_totals), "ratio": statistics.median(ratios), "ratios": ratios,
             "tokens": tokens,
             "phases": {k: v / total for k, v in phase_sums.items()}}
 
 
+def compare_with_full_pass(lm, tasks) -> dict:
+    """The prefill path (a task generated alone) against ``models.generate`` + the full pass:
+    tasks with other tokens, max |difference| of the gradients (relative to each target's
+    largest component) and of the attention rows."""
+    diff = {"tasks": 0, "other tokens": 0, "gradients (relative)": 0.0, "attention rows": 0.0}
+    for task in tasks:
+        ex = HFBackend(lm, batch_size=1).example(task)
+        gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
+        diff["tasks"] += 1
+        diff["other tokens"] += int(not torch.equal(ex.continuation.new_ids, gen.new_ids))
+        if len(gen.new_ids) == 0:
+            continue
+        assert ex.prefill is not None
+        ours = ex.internals()
+        full = internals(lm.model, ex.ids, ours.rows, ours.targets)
+        for a, b in zip(ours.gradients, full.gradients):
+            d = float((a.grad - b.grad).abs().max()) / float(b.grad.abs().max())
+            diff["gradients (relative)"] = max(diff["gradients (relative)"], d)
+        d = float((ours.attention - full.attention).abs().max())
+        diff["attention rows"] = max(diff["attention rows"], d)
+    return diff
+
+
 def compare_with_today(lm, eager, tasks) -> dict:
-    """Max |difference| of this path's scores vs today's two-step gradients and capture rows."""
+    """Max |difference| of the full pass's scores vs today's two-step gradients and capture rows."""
     diff = {"saliency": 0.0, "inputxgradient": 0.0, "attention rows": 0.0}
     for task in tasks:
         gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
@@ -261,10 +293,14 @@ def main() -> None:
                   f"(repeats {', '.join(f'{x:.3f}' for x in r['ratios'])}; ours over its own generation "
                   f"{r['within']:.3f}x); time of ours: {phases}")
         if not args.no_compare:
+            all_tasks = [t for ts in benches.values() for t in ts]
+            d = compare_with_full_pass(lm, all_tasks)
+            print("prefill path vs models.generate + the full internals pass: "
+                  + ", ".join(f"{k} {v:.1e}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()))
             eager = load(name, args.device, args.dtype, attn="eager")
-            d = compare_with_today(lm, eager, [t for ts in benches.values() for t in ts])
-            print("max |difference| vs today's path (two_step_gradients, capture.attention_rows on eager): "
-                  + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
+            d = compare_with_today(lm, eager, all_tasks)
+            print("full pass, max |difference| vs the path before it (two_step_gradients, "
+                  "capture.attention_rows on eager): " + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
             del eager
         if args.memory:
             m = memory(name, args.memory, args.device, args.dtype, args.threads)

@@ -17,6 +17,12 @@ Generation (both paths, one rule): greedy, budget = tokens of the reference solu
 :class:`~common.method.TaskFailure`. Continuations are kept in the on-disk generation cache
 (text and token ids), so the model-internal and the perturbation methods see the same
 continuation of a task, and a rerun never generates twice.
+
+A task whose continuation is generated alone for the model-internal methods (one task to
+prepare, not cached: ``aa.attribute``, ``--batch-size 1``) is generated from a grad-carrying
+prefill of its prompt (:func:`common.internals.prefill`, same tokens as
+:func:`common.models.generate`), which its :class:`Example`'s internals reuse, so the prompt's
+forward runs once. Several tasks are generated batched and their internals run the full pass.
 """
 
 from __future__ import annotations
@@ -59,8 +65,11 @@ class Example:
     """
 
     def __init__(self, lm: models.LoadedModel, task, continuation: models.Continuation,
-                 families: frozenset[str] = INTERNAL_FAMILIES):
+                 families: frozenset[str] = INTERNAL_FAMILIES, prefill=None):
         self.lm = lm
+        #: the :class:`common.internals.Prefill` of the continuation's generation, if any: the
+        #: first :meth:`internals` call reuses and releases it
+        self.prefill = prefill
         self.task = task
         self.continuation = continuation
         self.prompt_len = len(continuation.prompt_ids)
@@ -117,7 +126,9 @@ class Example:
     def internals(self, definitions: str = "unified"):
         """Attention rows and next-token gradients of both stages, for every model-internal
         family of the run, from one forward and one batched backward
-        (:func:`common.internals.internals`); computed once and shared by all those methods."""
+        (:func:`common.internals.internals`; over the generation's :attr:`prefill` and the
+        generated positions only, when there is one); computed once and shared by all those
+        methods."""
         def compute():
             from .internals import internals
             rows, targets = set(), set()
@@ -127,8 +138,9 @@ class Example:
             if "gradient" in self.families:
                 r = self.rows("gradient", definitions)
                 targets = {r.reading} | ({r.coding} if r.coding is not None else set())
+            prefill, self.prefill = self.prefill, None  # single use; internals() releases it
             return internals(self.lm.model, self.ids, sorted(rows), sorted(targets),
-                             attention=bool(rows), gradients=bool(targets))
+                             attention=bool(rows), gradients=bool(targets), prefill=prefill)
         return self.memo(("internals", definitions), compute)
 
     def memo(self, key, compute):
@@ -196,31 +208,65 @@ class HFBackend:
         return {"decoding": "greedy", "max_new_tokens": budget, "dtype": str(self.lm.dtype),
                 "device": device}
 
-    def continuations(self, prompts: list[str], budgets: list[int]) -> list[models.Continuation]:
-        """Greedy continuations (cached; each distinct prompt generated at most once)."""
+    def _cached(self, prompt: str, budget: int) -> models.Continuation | None:
         import torch
 
+        hit = self.cache.get(self.model_id, self._settings(budget), prompt)
+        ids = hit.get("new_ids") if hit else None
+        if (isinstance(ids, list) and all(isinstance(i, int) for i in ids)
+                and isinstance(hit.get("text"), str)):
+            return models.Continuation(models.encode(self.lm, prompt), torch.tensor(ids, dtype=torch.long),
+                                       hit["text"], prompt, budget)
+        return None
+
+    def _store(self, prompt: str, budget: int, g: models.Continuation) -> None:
+        self.cache.put(self.model_id, self._settings(budget), prompt,
+                       {"text": g.text, "new_ids": g.new_ids.tolist()})
+        self.generated += 1
+
+    def continuations(self, prompts: list[str], budgets: list[int]) -> list[models.Continuation]:
+        """Greedy continuations (cached; each distinct prompt generated at most once)."""
         out: dict[tuple[str, int], models.Continuation] = {}
         todo = []
         for prompt, budget in dict.fromkeys(zip(prompts, budgets)):
-            hit = self.cache.get(self.model_id, self._settings(budget), prompt)
-            ids = hit.get("new_ids") if hit else None
-            if (isinstance(ids, list) and all(isinstance(i, int) for i in ids)
-                    and isinstance(hit.get("text"), str)):
-                out[prompt, budget] = models.Continuation(
-                    models.encode(self.lm, prompt), torch.tensor(ids, dtype=torch.long), hit["text"],
-                    prompt, budget)
+            hit = self._cached(prompt, budget)
+            if hit is not None:
+                out[prompt, budget] = hit
             else:
                 todo.append((prompt, budget))
         if todo:
             gens = models.generate(self.lm, [p for p, _ in todo], [b for _, b in todo],
                                    batch_size=self.batch_size)
             for (prompt, budget), g in zip(todo, gens):
-                self.cache.put(self.model_id, self._settings(budget), prompt,
-                               {"text": g.text, "new_ids": g.new_ids.tolist()})
+                self._store(prompt, budget, g)
                 out[prompt, budget] = g
-            self.generated += len(todo)
         return [out[p, b] for p, b in zip(prompts, budgets)]
+
+    def _continuation_with_prefill(self, prompt: str, budget: int):
+        """``(continuation, prefill)`` of one prompt generated alone: its greedy continuation
+        generated from a grad-carrying :func:`common.internals.prefill`, which the example's
+        internals then reuse instead of running the prompt again. The cached continuation and
+        no prefill on a cache hit, or where the prefill cannot give :func:`models.generate`'s
+        tokens (no budget, a generation config that processes logits, a model whose grad-enabled
+        prefill is not bit-identical to generation's: :func:`common.internals.matches_generation`)."""
+        hit = self._cached(prompt, budget)
+        if hit is not None:
+            return hit, None
+        from .internals import matches_generation, prefill
+
+        families = self.families & INTERNAL_FAMILIES
+        if (budget < 1 or not families or not models.first_step_is_argmax(self.lm)
+                or matches_generation(self.lm.model) is False):
+            return self.continuations([prompt], [budget])[0], None
+        pre = prefill(self.lm.model, models.encode(self.lm, prompt),
+                      attention="self_attention" in families, gradients="gradient" in families)
+        if not matches_generation(self.lm.model, pre):  # never a different greedy generation
+            pre.release()
+            return self.continuations([prompt], [budget])[0], None
+        cont = models.generate_from_prefill(self.lm, prompt, budget, pre.logits.detach(),
+                                            pre.generation_cache())
+        self._store(prompt, budget, cont)
+        return cont, pre
 
     def generate(self, prompts: list[str], reference: str) -> list[str]:
         """The generator contract: greedy continuation text of each prompt."""
@@ -245,7 +291,12 @@ class HFBackend:
 
     # -- model-internal methods ----------------------------------------------------------------
     def prepare(self, tasks) -> None:
-        """Generate the continuations of ``tasks`` together (batched); forget earlier tasks."""
+        """Generate the continuations of ``tasks`` together (batched); forget earlier tasks.
+
+        A task generated alone (one runnable task, not cached) is generated from a prefill its
+        example's internals reuse (:meth:`_continuation_with_prefill`): the prompt's forward
+        runs once, not twice. Several tasks keep batched generation (on a CPU much faster
+        than one at a time) and the full internals pass."""
         self._examples = {}
         runnable, budgets = [], []
         for task in tasks:
@@ -254,6 +305,10 @@ class HFBackend:
                 runnable.append(task)
             except TaskFailure as exc:
                 self._examples[task.task_id] = exc
+        if len(runnable) == 1:
+            cont, pre = self._continuation_with_prefill(runnable[0].model_prompt, budgets[0])
+            self._examples[runnable[0].task_id] = Example(self.lm, runnable[0], cont, self.families, pre)
+            return
         conts = self.continuations([t.model_prompt for t in runnable], budgets)
         for task, cont in zip(runnable, conts):
             self._examples[task.task_id] = Example(self.lm, task, cont, self.families)

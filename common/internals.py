@@ -1,7 +1,8 @@
 """Everything the ten model-internal methods need for one task, from one forward and one backward.
 
 :func:`internals` runs the base model once over the sequence (up to the last position anything
-needs), and from that single pass takes
+needs; over the generated positions only when handed the generation's :class:`Prefill`, below),
+and from that single pass takes
 
 * the attention rows of the requested query positions, every layer and head, over the whole
   sequence; and
@@ -9,6 +10,20 @@ needs), and from that single pass takes
   ``ids[q + 1]`` (computed from the logits at q) with respect to the input embeddings of
   positions ``0..q``, all targets in one batched backward pass (``is_grads_batched``: one
   vector-Jacobian product per one-hot row, vectorised, never a sum of targets).
+
+Reusing the generation's prefill: a task generated alone (``common.backends.HFBackend``) is
+generated from :func:`prefill`, a grad-enabled forward of its prompt that keeps the KV cache, the
+logits of the last prompt position P-1 (greedy generation's first token, then ``model.generate``
+continues from a detached copy of the cache: the same tokens, tested) and the attention row of
+P-1. Handed to :func:`internals`, it gives the rows and targets at P-1 (the reading stage of both
+families under the unified definitions) without running the prompt again; later rows and targets
+come from one pass over P..stop-1 on top of its cache, whose keys and values carry their gradient
+back into the prompt's embeddings. One batched backward then runs over both embedding leaves (a
+prompt position's gradient is the sum through both paths) and the result equals the full pass to
+float tolerance (tested on every tiny architecture). A prefill is single use (the continuation
+pass extends its cache) and released by the call; rows or targets before P-1, a prefill without
+the needed row or graph, or none at all (a generation-cache hit, batched generation) run the full
+pass.
 
 Logits are computed only at the target positions: the base model gives hidden states and the
 LM head (``get_output_embeddings()``) is applied to those few rows, not to every position over
@@ -35,6 +50,8 @@ through untouched), so do not call this concurrently from several threads.
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -62,7 +79,8 @@ class Internals:
     attention: torch.Tensor | None
     #: one per target, in ``targets`` order
     gradients: list[TargetGradient]
-    #: seconds per phase: ``forward``, ``backward``
+    #: seconds per phase: ``forward``, ``backward``; ``prefill`` (run during generation) when
+    #: a :class:`Prefill` was reused
     timings: dict = field(default_factory=dict)
 
     def gradient(self, q: int) -> TargetGradient:
@@ -84,8 +102,9 @@ def _row_probabilities(query, key, attention_mask, scaling, rows, softcap=None) 
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     s = k.shape[1]
-    # Causal mask for a single unpadded sequence (sdpa often passes no mask and uses is_causal).
-    offset = s - query.shape[2]  # keys before the first query (a cache); 0 here
+    # Causal mask for a single unpadded sequence (sdpa often passes no mask and uses is_causal,
+    # also for one query over a cache), the query's row shifted by the keys before it.
+    offset = s - query.shape[2]  # keys before the first query: a prefill's cache, or 0
     r = torch.as_tensor(rows, device=scores.device)[:, None] + offset
     causal = torch.arange(s, device=scores.device)[None, :] > r
     scores = scores.masked_fill(causal[None], float("-inf"))
@@ -188,12 +207,148 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass
+class Prefill:
+    """A grad-carrying forward of a prompt, shared by its greedy generation and :func:`internals`.
+
+    Made by :func:`prefill`; single use: the :func:`internals` call it is handed to extends its
+    cache and then releases it (:meth:`release`), so the graph lives no longer than needed.
+    """
+
+    #: prompt ids ``(P,)`` (CPU)
+    ids: torch.Tensor
+    #: ``(1, P, hidden)`` input embeddings; a leaf requiring grad when ``gradients``
+    embeds: torch.Tensor | None
+    #: the prompt's KV cache; its keys/values carry the graph back to ``embeds``
+    cache: object
+    #: ``(vocab,)`` float32 logits at ``P - 1`` (the first generated token's), with the graph
+    logits: torch.Tensor | None
+    #: ``(layers, heads, 1, P)`` attention row of ``P - 1``; None when not captured
+    row: torch.Tensor | None
+    gradients: bool
+    seconds: float = 0.0
+    released: bool = False
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    def generation_cache(self):
+        """A copy of the cache without the graph, for the (no-grad) generation to extend."""
+        return _detached(self.cache)
+
+    def release(self) -> None:
+        self.embeds = self.cache = self.logits = self.row = None
+        self.released = True
+
+
+def _detached(obj):
+    """Shallow copy of a cache (and of each of its layers) with every tensor attribute detached
+    and cloned: generation appends to its copy, never to the graph's tensors."""
+    def copy_of(o):
+        new = copy.copy(o)
+        for k, v in vars(o).items():
+            if torch.is_tensor(v):
+                setattr(new, k, v.detach().clone())
+        return new
+
+    new = copy_of(obj)
+    if hasattr(obj, "layers"):
+        new.layers = [copy_of(layer) for layer in obj.layers]
+    return new
+
+
+def _cache_kwarg(model) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.x; the old name is deprecated)."""
+    params = inspect.signature(model.base_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: bool = True) -> Prefill:
+    """One forward over the prompt ``prompt_ids`` (1-D) with the KV cache kept: the logits of the
+    last prompt position (from which greedy generation takes the first token), the attention
+    row of that position (``attention``) and, with ``gradients``, the graph from both back to
+    the input embeddings. Hand it to :func:`internals` after generating from
+    :meth:`Prefill.generation_cache`."""
+    ids = prompt_ids.cpu()
+    n = len(ids)
+    if n < 1:
+        raise ValueError("prefill(): empty prompt")
+    device = next(model.parameters()).device
+    seq = ids.to(device)
+    _check_head(model, seq, device)
+    store: dict[int, torch.Tensor] = {}
+    capture = _capture_rows(model, [n - 1], store) if attention else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with capture, torch.set_grad_enabled(gradients):
+        embeds = model.get_input_embeddings()(seq[None]).detach()
+        if gradients:
+            embeds.requires_grad_(True)
+        out = model.base_model(inputs_embeds=embeds, use_cache=True)
+        logits = _head(model, out.last_hidden_state[0, [n - 1]]).float()[0]
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if cache is None:
+        raise RuntimeError(f"{type(model).__name__}: the forward pass returned no KV cache")
+    row = torch.stack([store[i] for i in sorted(store)]) if attention else None
+    _sync(device)
+    return Prefill(ids, embeds if gradients else None, cache, logits, row, gradients,
+                  time.perf_counter() - t0)
+
+
+_GENERATION_MATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tensors(cache) -> list[torch.Tensor]:
+    return [v for layer in getattr(cache, "layers", [cache]) for v in vars(layer).values()
+            if torch.is_tensor(v)]
+
+
+def matches_generation(model, pre: Prefill | None = None) -> bool | None:
+    """Whether a grad-enabled prefill gives ``model.generate``'s own prefill bit for bit (last
+    logits, keys and values), so that greedy generation may continue from it: checked once per
+    model on ``pre`` against the no-grad forward ``generate`` runs (kernels chosen with grad
+    enabled could differ on some devices). Without ``pre``: the recorded answer, None if not
+    checked yet."""
+    if pre is None or model in _GENERATION_MATCH:
+        return _GENERATION_MATCH.get(model)
+    device = next(model.parameters()).device
+    ids = pre.ids[None].to(device)
+    # generate's own prefill call: the full mask, logits of the last position where supported
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **keep)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    ours, theirs = _tensors(pre.cache), _tensors(cache)
+    same = (torch.equal(out.logits[0, -1].float(), pre.logits.detach()) and len(ours) == len(theirs)
+            and all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(ours, theirs)))
+    _GENERATION_MATCH[model] = same
+    return same
+
+
+def _prefill_covers(pre: Prefill, ids: torch.Tensor, rows: list[int], targets: list[int]) -> bool:
+    """Whether ``pre`` gives what :func:`internals` needs before the continuation pass."""
+    p = pre.length
+    if pre.released or len(ids) <= p or not torch.equal(ids[:p].cpu(), pre.ids):
+        return False
+    if any(r < p - 1 for r in rows) or any(q < p - 1 for q in targets):
+        return False  # a position inside the prompt: not in the cache's last row (no definition asks)
+    if (p - 1) in rows and pre.row is None:
+        return False
+    return not targets or pre.gradients
+
+
 def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], attention: bool = True,
-              gradients: bool = True) -> Internals:
+              gradients: bool = True, prefill: Prefill | None = None) -> Internals:
     """Attention rows ``rows`` and next-token-probability gradients at ``targets`` of ``ids`` (1-D).
 
     Runs positions ``0..max(rows + targets)`` once. ``attention``/``gradients`` False skip
     that part (no rows captured / a no-grad pass without the head).
+
+    ``prefill``: the :class:`Prefill` of ``ids``'s prompt made for its generation. When it
+    covers the request (every row and target at or after the last prompt position, the row
+    captured, the graph kept when gradients are asked), the prompt is not run again: only
+    positions ``P..max(rows + targets)`` are, over its cache. Otherwise the full pass runs.
+    Either way the prefill is released by this call.
     """
     rows = [int(r) for r in rows] if attention else []
     targets = [int(q) for q in targets] if gradients else []
@@ -204,6 +359,12 @@ def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], att
         raise ValueError(f"attention rows {rows} outside a sequence of {n} tokens")
     if any(q < 0 or q + 1 >= n for q in targets):
         raise ValueError(f"gradient targets {targets} need a next token inside a sequence of {n} tokens")
+    if prefill is not None:
+        try:
+            if _prefill_covers(prefill, ids, rows, targets):
+                return _internals_from_prefill(model, ids, rows, targets, prefill)
+        finally:
+            prefill.release()
     stop = max(rows + targets) + 1
     device = next(model.parameters()).device
     seq = ids[:stop].to(device)
@@ -238,3 +399,55 @@ def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], att
         if att.shape[-1] < n:
             att = torch.nn.functional.pad(att, (0, n - att.shape[-1]))
     return Internals(rows, targets, att, grads, {"forward": t1 - t0, "backward": t2 - t1})
+
+
+def _internals_from_prefill(model, ids: torch.Tensor, rows: list[int], targets: list[int],
+                            pre: Prefill) -> Internals:
+    """:func:`internals` from a covering prefill: rows and targets at ``P - 1`` are the
+    prefill's; later ones come from one pass over ``P..stop - 1`` on top of its cache, whose
+    keys and values carry the gradient of those targets back into the prompt's embeddings."""
+    p, n = pre.length, len(ids)
+    device = next(model.parameters()).device
+    stop = max(rows + targets) + 1
+    late_rows = [r for r in rows if r >= p]
+    late_targets = sorted({q for q in targets if q >= p})
+    store: dict[int, torch.Tensor] = {}
+    late_embeds = None
+    t0 = time.perf_counter()
+    with torch.set_grad_enabled(bool(targets)):
+        if stop > p:
+            capture = (_capture_rows(model, [r - p for r in late_rows], store) if late_rows
+                       else contextlib.nullcontext())
+            with capture, torch.set_grad_enabled(bool(late_targets)):
+                late_embeds = model.get_input_embeddings()(ids[None, p:stop].to(device)).detach()
+                if late_targets:
+                    late_embeds.requires_grad_(True)
+                hidden = model.base_model(inputs_embeds=late_embeds, use_cache=True,
+                                          **{_cache_kwarg(model): pre.cache}).last_hidden_state[0]
+                if late_targets:
+                    late_logits = _head(model, hidden[[q - p for q in late_targets]]).float()
+        if targets:
+            logits = [pre.logits if q == p - 1 else late_logits[late_targets.index(q)] for q in targets]
+            nxt = ids[[q + 1 for q in targets]].to(device)
+            probs = torch.softmax(torch.stack(logits), -1).gather(1, nxt[:, None])[:, 0]  # (T,)
+    _sync(device)
+    t1 = time.perf_counter()
+    grads: list[TargetGradient] = []
+    if targets:
+        leaves = [pre.embeds] + ([late_embeds] if late_targets else [])
+        eye = torch.eye(len(targets), device=device, dtype=probs.dtype)
+        # Prompt positions get both paths: directly from the P - 1 logits and through the cache.
+        g = torch.autograd.grad(probs, leaves, grad_outputs=eye, is_grads_batched=True)  # (T,1,*,H) each
+        g = torch.cat(g, dim=2)[:, 0].float().cpu()
+        emb = torch.cat([pre.embeds.detach()] + ([late_embeds.detach()] if late_targets else []),
+                        dim=1)[0].float().cpu()
+        grads = [TargetGradient(g[i, : q + 1], emb[: q + 1]) for i, q in enumerate(targets)]
+    _sync(device)
+    t2 = time.perf_counter()
+    att = None
+    if rows:
+        late = torch.stack([store[i] for i in sorted(store)]).cpu() if late_rows else None
+        parts = [pre.row.cpu() if r == p - 1 else late[:, :, late_rows.index(r)][:, :, None] for r in rows]
+        att = torch.cat([torch.nn.functional.pad(a, (0, n - a.shape[-1])) for a in parts], dim=2)
+    return Internals(rows, targets, att, grads, {"forward": t1 - t0, "backward": t2 - t1,
+                                                 "prefill": pre.seconds})

@@ -13,6 +13,7 @@ says so.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import shutil
 import tempfile
@@ -348,7 +349,6 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     tok = lm.tokenizer
-    eos = _eos_ids(lm)
     encoded = [encode(lm, p) for p in prompts]
     out: list[Continuation | None] = [None] * len(prompts)
     # Similar lengths batched together waste less compute on padding.
@@ -368,22 +368,75 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
             with torch.no_grad():
                 seqs = lm.model.generate(
                     input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),
-                    do_sample=False, num_beams=1, max_new_tokens=budget, min_new_tokens=0,
-                    pad_token_id=pad, eos_token_id=sorted(eos) or None, temperature=None,
-                    top_p=None, top_k=None, repetition_penalty=None,
-                    no_repeat_ngram_size=None, bad_words_ids=None)
+                    max_new_tokens=budget, **_greedy(lm))
             new_all = seqs[:, width:].cpu()
         else:
             new_all = torch.zeros((len(chunk), 0), dtype=torch.long)
         for r, i in enumerate(chunk):
-            new = new_all[r, :budgets[i]]
-            for j, t in enumerate(new.tolist()):
-                if t in eos:
-                    new = new[:j + 1]
-                    break
-            text = tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            out[i] = Continuation(encoded[i], new.clone(), text, prompts[i], budgets[i])
+            out[i] = _continuation(lm, encoded[i], new_all[r, :budgets[i]], prompts[i], budgets[i])
     return out  # type: ignore[return-value]
+
+
+def _greedy(lm: LoadedModel) -> dict:
+    """``model.generate`` settings of the study's decoding: greedy, nothing else."""
+    tok = lm.tokenizer
+    return dict(do_sample=False, num_beams=1, min_new_tokens=0,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+                eos_token_id=sorted(_eos_ids(lm)) or None, temperature=None, top_p=None, top_k=None,
+                repetition_penalty=None, no_repeat_ngram_size=None, bad_words_ids=None)
+
+
+def _continuation(lm: LoadedModel, prompt_ids, new, prompt: str, budget: int) -> Continuation:
+    """A continuation cut after its first EOS."""
+    eos = _eos_ids(lm)
+    for j, t in enumerate(new.tolist()):
+        if t in eos:
+            new = new[:j + 1]
+            break
+    text = lm.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return Continuation(prompt_ids, new.clone(), text, prompt, budget)
+
+
+#: Generation-config fields that make ``model.generate`` change the logits of a greedy step
+#: beyond those :func:`_greedy` resets (their logits processors), with their neutral values.
+_STEP_NEUTRAL = {"guidance_scale": (None, 1, 1.0), "sequence_bias": (None,), "min_length": (None, 0),
+                 "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+                 "remove_invalid_values": (None, False), "exponential_decay_length_penalty": (None,),
+                 "suppress_tokens": (None,), "begin_suppress_tokens": (None,),
+                 "watermarking_config": (None,), "renormalize_logits": (None, False)}
+
+
+def first_step_is_argmax(lm: LoadedModel) -> bool:
+    """Whether :func:`generate`'s first token is the plain argmax of the last prompt position's
+    logits: no field of the model's generation config adds a logits processor. Only then can
+    :func:`generate_from_prefill` take the first token itself."""
+    config = getattr(lm.model, "generation_config", None)
+    return all(getattr(config, k, None) in neutral for k, neutral in _STEP_NEUTRAL.items())
+
+
+def generate_from_prefill(lm: LoadedModel, prompt: str, budget: int, logits, cache) -> Continuation:
+    """:func:`generate`'s continuation of one prompt, from a prefill run elsewhere: ``logits``
+    (float32) of the last prompt position and ``cache``, the prompt's KV cache without graph
+    (generation appends to it). The first token is their argmax (callers check
+    :func:`first_step_is_argmax`); ``model.generate`` with :func:`generate`'s settings
+    continues from prompt + that token over the cache. Same tokens as :func:`generate`
+    (tested): the prompt's keys and values and its last logits are the same numbers."""
+    import torch
+
+    if budget < 1:
+        raise ValueError(f"generate_from_prefill() needs a budget of at least 1, not {budget}")
+    prompt_ids = encode(lm, prompt)
+    first = int(torch.argmax(logits))
+    new = torch.tensor([first], dtype=torch.long)
+    if budget > 1 and first not in _eos_ids(lm):
+        seq = torch.cat([prompt_ids, new])[None].to(lm.device)
+        params = inspect.signature(lm.model.forward).parameters
+        name = "cache" if "cache" in params else "past_key_values"
+        with torch.no_grad():
+            seqs = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
+                                     max_new_tokens=budget - 1, **{name: cache}, **_greedy(lm))
+        new = seqs[0, len(prompt_ids):].cpu()
+    return _continuation(lm, prompt_ids, new[:budget], prompt, budget)
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
