@@ -15,7 +15,10 @@ Per model and benchmark (first N MBPP and HumanEval tasks):
   forward over the generated positions only, over its cache, and one batched backward for both
   gradient targets) and the ten methods' score reductions;
 * the ratio ours / bare: the median over ``--repeats`` interleaved repeats (bare and ours
-  alternate per task, so load changes hit both), and the phase breakdown of ours.
+  alternate per task, so load changes hit both), and the phase breakdown of ours;
+* batched (``--batch-size``, default 8 as the CLI): the tasks generated together, as a run of
+  several tasks does (left-padded batches, no prefill to reuse, the full internals pass per
+  task), against bare batched generation of the same prompts.
 
 With ``--memory N``: peak resident memory over the loaded model of one task's internals on an
 N-token random sequence (rows and targets 400 tokens before the end and at the end), each in a
@@ -166,6 +169,41 @@ def overhead(lm, tasks, device, repeats: int) -> dict:
             "phases": {k: v / total for k, v in phase_sums.items()}}
 
 
+def batched(lm, tasks, device, batch_size: int, repeats: int) -> dict:
+    """The run loop's default for several tasks: generations batched ``batch_size`` at a time
+    (left-padded; no prefill to reuse), then the full internals pass per task, against bare
+    batched generation of the same prompts. Medians of interleaved repeats."""
+    budgets = [budget(lm, t) for t in tasks]
+    bare_s, ours_s, gen_s = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        models.generate(lm, [t.model_prompt for t in tasks], budgets, batch_size=batch_size)
+        sync(device)
+        t1 = time.perf_counter()
+        backend = HFBackend(lm, batch_size=batch_size)
+        backend.prepare(tasks)
+        sync(device)
+        t2 = time.perf_counter()
+        for task in tasks:
+            try:
+                backend.example(task).internals()
+            except TaskFailure:
+                continue
+            for m in METHODS:
+                try:
+                    m.attribute(task, backend)
+                except TaskFailure:
+                    pass
+        sync(device)
+        t3 = time.perf_counter()
+        bare_s.append(t1 - t0)
+        ours_s.append(t3 - t1)
+        gen_s.append(t2 - t1)
+    return {"bare_s": statistics.median(bare_s), "ours_s": statistics.median(ours_s),
+            "ratio": statistics.median(o / b for o, b in zip(ours_s, bare_s)),
+            "within": statistics.median(o / g for o, g in zip(ours_s, gen_s))}
+
+
 def compare_with_full_pass(lm, tasks) -> dict:
     """The prefill path (a task generated alone) against ``models.generate`` + the full pass:
     tasks with other tokens, max |difference| of the gradients (relative to each target's
@@ -265,6 +303,8 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, choices=models.DTYPES)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ratios measured "
                     "on one thread; 0: the machine default of common.threads)")
+    ap.add_argument("--batch-size", type=int, default=8, help="also time the tasks generated together "
+                    "in batches of this size, as a run does (default 8, the CLI's; 1: skip)")
     ap.add_argument("--no-compare", action="store_true", help="skip the score comparison with today's path")
     ap.add_argument("--memory", type=int, default=0, metavar="N",
                     help="also measure peak memory on an N-token sequence (e.g. 1000)")
@@ -292,6 +332,12 @@ def main() -> None:
                   f"generation + ten methods {r['ours_s']:.2f} s, ratio {r['ratio']:.3f}x "
                   f"(repeats {', '.join(f'{x:.3f}' for x in r['ratios'])}; ours over its own generation "
                   f"{r['within']:.3f}x); time of ours: {phases}")
+            if args.batch_size > 1:
+                b = batched(lm, tasks, args.device, args.batch_size, args.repeats)
+                print(f"{bench:<9} batched ({args.batch_size} per generate, the run loop's default for "
+                      f"several tasks; no prefill reuse): bare {b['bare_s']:.2f} s, generation + ten "
+                      f"methods {b['ours_s']:.2f} s, ratio {b['ratio']:.3f}x (ours over its own "
+                      f"generation {b['within']:.3f}x)")
         if not args.no_compare:
             all_tasks = [t for ts in benches.values() for t in ts]
             d = compare_with_full_pass(lm, all_tasks)
