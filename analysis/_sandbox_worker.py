@@ -426,7 +426,9 @@ FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 def _library_dirs(names) -> tuple[str, ...]:
     """Folders of installed packages that read their caller's frame for benign reasons (sympy's
     dispatch and ``var``, mpmath's backend, logging's caller lookup): frame requests whose
-    first caller outside ``inspect`` lives there are let through."""
+    first caller outside ``inspect`` lives there are let through. Each folder as imported and
+    with symbolic links resolved: a frame's file name is the path it was imported by, which
+    goes through the link when the environment is a symlinked virtualenv."""
     import importlib.util
     out = []
     for name in names:
@@ -435,8 +437,9 @@ def _library_dirs(names) -> tuple[str, ...]:
         except (ImportError, ValueError):
             continue
         if spec is not None and spec.submodule_search_locations:
-            out.extend(os.path.realpath(p) + os.sep for p in spec.submodule_search_locations)
-    return tuple(out)
+            for p in spec.submodule_search_locations:
+                out.extend(d + os.sep for d in (os.path.abspath(p), os.path.realpath(p)))
+    return tuple(dict.fromkeys(out))
 
 
 FRAME_TRUSTED_DIRS = _library_dirs(("sympy", "mpmath", "logging"))

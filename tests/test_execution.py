@@ -343,6 +343,24 @@ def test_libraries_that_read_their_callers_frame_still_work(sandbox, layers):
     assert o.status == "passed", o
 
 
+def test_trusted_library_folders_include_the_path_through_a_symlinked_environment(tmp_path,
+                                                                                     monkeypatch):
+    # a frame's file name is the path the module was imported by: in a symlinked virtualenv
+    # that path goes through the link, so the folder must be trusted under both names
+    import sys
+
+    from analysis import _sandbox_worker as worker
+
+    real = tmp_path / "real"
+    (real / "pkg_frames").mkdir(parents=True)
+    (real / "pkg_frames" / "__init__.py").write_text("")
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "link"), *sys.path])
+    dirs = worker._library_dirs(["pkg_frames"])
+    assert str(tmp_path / "link" / "pkg_frames") + os.sep in dirs
+    assert str(real.resolve() / "pkg_frames") + os.sep in dirs
+
+
 @pytest.mark.parametrize("guards", [True, False])
 def test_standard_library_and_numpy_import(sandbox, layers, guards):
     """After the uid drop the interpreter's files (here under /root) stay importable: the
