@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .capture import AttentionUnavailable, attention_modules
+from .models import cache_kwarg, output_cache
 
 
 @dataclass
@@ -258,12 +259,6 @@ def _detached(obj):
     return new
 
 
-def _cache_kwarg(model) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` (5.x; the old name is deprecated)."""
-    params = inspect.signature(model.base_model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: bool = True) -> Prefill:
     """One forward over the prompt ``prompt_ids`` (1-D) with the KV cache kept: the logits of the
     last prompt position (from which greedy generation takes the first token), the attention
@@ -286,7 +281,7 @@ def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: 
             embeds.requires_grad_(True)
         out = model.base_model(inputs_embeds=embeds, use_cache=True)
         logits = _head(model, out.last_hidden_state[0, [n - 1]]).float()[0]
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    cache = output_cache(out)
     if cache is None:
         raise RuntimeError(f"{type(model).__name__}: the forward pass returned no KV cache")
     row = torch.stack([store[i] for i in sorted(store)]) if attention else None
@@ -317,7 +312,7 @@ def matches_generation(model, pre: Prefill | None = None) -> bool | None:
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **keep)
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    cache = output_cache(out)
     ours, theirs = _tensors(pre.cache), _tensors(cache)
     same = (torch.equal(out.logits[0, -1].float(), pre.logits.detach()) and len(ours) == len(theirs)
             and all(a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(ours, theirs)))
@@ -335,6 +330,24 @@ def _prefill_covers(pre: Prefill, ids: torch.Tensor, rows: list[int], targets: l
     if (p - 1) in rows and pre.row is None:
         return False
     return not targets or pre.gradients
+
+
+def _next_token_probabilities(logits: torch.Tensor, ids: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    """``(T,)`` softmax probability of token ``ids[q + 1]`` from the logits ``(T, vocab)`` at each
+    target ``q``."""
+    nxt = ids[[q + 1 for q in targets]].to(logits.device)
+    return torch.softmax(logits.float(), -1).gather(1, nxt[:, None])[:, 0]
+
+
+def _target_gradients(probs: torch.Tensor, leaves: list[torch.Tensor],
+                      targets: list[int]) -> list[TargetGradient]:
+    """Each target probability's gradient with respect to the input embeddings ``leaves``
+    (``(1, positions, hidden)`` each, in sequence order), in one batched backward."""
+    eye = torch.eye(len(targets), device=probs.device, dtype=probs.dtype)
+    g = torch.autograd.grad(probs, leaves, grad_outputs=eye, is_grads_batched=True)  # (T,1,*,H) each
+    g = torch.cat(g, dim=2)[:, 0].float().cpu()
+    emb = torch.cat([leaf.detach() for leaf in leaves], dim=1)[0].float().cpu()
+    return [TargetGradient(g[i, : q + 1], emb[: q + 1]) for i, q in enumerate(targets)]
 
 
 def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], attention: bool = True,
@@ -379,18 +392,10 @@ def internals(model, ids: torch.Tensor, rows: list[int], targets: list[int], att
             embeds.requires_grad_(True)
         hidden = model.base_model(inputs_embeds=embeds, use_cache=False).last_hidden_state[0]
         if targets:
-            logits = _head(model, hidden[targets]).float()  # (T, vocab)
-            nxt = ids[[q + 1 for q in targets]].to(device)
-            probs = torch.softmax(logits, -1).gather(1, nxt[:, None])[:, 0]  # (T,)
+            probs = _next_token_probabilities(_head(model, hidden[targets]), ids, targets)
     _sync(device)
     t1 = time.perf_counter()
-    grads: list[TargetGradient] = []
-    if targets:
-        eye = torch.eye(len(targets), device=device, dtype=probs.dtype)
-        (g,) = torch.autograd.grad(probs, embeds, grad_outputs=eye, is_grads_batched=True)  # (T,1,S,H)
-        emb = embeds.detach()[0].float().cpu()
-        g = g[:, 0].float().cpu()
-        grads = [TargetGradient(g[i, : q + 1], emb[: q + 1]) for i, q in enumerate(targets)]
+    grads = _target_gradients(probs, [embeds], targets) if targets else []
     _sync(device)
     t2 = time.perf_counter()
     att = None
@@ -422,26 +427,19 @@ def _internals_from_prefill(model, ids: torch.Tensor, rows: list[int], targets: 
                 late_embeds = model.get_input_embeddings()(ids[None, p:stop].to(device)).detach()
                 if late_targets:
                     late_embeds.requires_grad_(True)
+                cache = {cache_kwarg(model.base_model.forward): pre.cache}
                 hidden = model.base_model(inputs_embeds=late_embeds, use_cache=True,
-                                          **{_cache_kwarg(model): pre.cache}).last_hidden_state[0]
+                                          **cache).last_hidden_state[0]
                 if late_targets:
                     late_logits = _head(model, hidden[[q - p for q in late_targets]]).float()
         if targets:
             logits = [pre.logits if q == p - 1 else late_logits[late_targets.index(q)] for q in targets]
-            nxt = ids[[q + 1 for q in targets]].to(device)
-            probs = torch.softmax(torch.stack(logits), -1).gather(1, nxt[:, None])[:, 0]  # (T,)
+            probs = _next_token_probabilities(torch.stack(logits), ids, targets)
     _sync(device)
     t1 = time.perf_counter()
-    grads: list[TargetGradient] = []
-    if targets:
-        leaves = [pre.embeds] + ([late_embeds] if late_targets else [])
-        eye = torch.eye(len(targets), device=device, dtype=probs.dtype)
-        # Prompt positions get both paths: directly from the P - 1 logits and through the cache.
-        g = torch.autograd.grad(probs, leaves, grad_outputs=eye, is_grads_batched=True)  # (T,1,*,H) each
-        g = torch.cat(g, dim=2)[:, 0].float().cpu()
-        emb = torch.cat([pre.embeds.detach()] + ([late_embeds.detach()] if late_targets else []),
-                        dim=1)[0].float().cpu()
-        grads = [TargetGradient(g[i, : q + 1], emb[: q + 1]) for i, q in enumerate(targets)]
+    # Prompt positions get both paths: directly from the P - 1 logits and through the cache.
+    grads = (_target_gradients(probs, [pre.embeds] + ([late_embeds] if late_targets else []), targets)
+             if targets else [])
     _sync(device)
     t2 = time.perf_counter()
     att = None

@@ -430,13 +430,23 @@ def generate_from_prefill(lm: LoadedModel, prompt: str, budget: int, logits, cac
     new = torch.tensor([first], dtype=torch.long)
     if budget > 1 and first not in _eos_ids(lm):
         seq = torch.cat([prompt_ids, new])[None].to(lm.device)
-        params = inspect.signature(lm.model.forward).parameters
-        name = "cache" if "cache" in params else "past_key_values"
         with torch.no_grad():
             seqs = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                     max_new_tokens=budget - 1, **{name: cache}, **_greedy(lm))
+                                     max_new_tokens=budget - 1, **{cache_kwarg(lm.model.forward): cache},
+                                     **_greedy(lm))
         new = seqs[0, len(prompt_ids):].cpu()
     return _continuation(lm, prompt_ids, new[:budget], prompt, budget)
+
+
+def cache_kwarg(forward) -> str:
+    """The KV-cache keyword of a model's ``forward``: transformers renamed ``past_key_values``
+    to ``cache`` (5.x; the old name is deprecated)."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache a forward pass returned (under either name), or None."""
+    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
