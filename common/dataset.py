@@ -254,14 +254,20 @@ class _Row:
 def _label_rows(he_csv: Path, mbpp_csv: Path) -> tuple[list[_Row], dict[str, tuple[str, str]]]:
     """All label rows, and prompt text -> (benchmark, first task id) in file order (parsed once
     per file version: both label versions read them)."""
-    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in (he_csv, mbpp_csv))
-    rows, prompts = _parsed_label_rows(key)
+    rows, prompts = _parsed_label_rows(_version(he_csv), _version(mbpp_csv))
     return list(rows), dict(prompts)
 
 
+def _version(path: Path) -> tuple[str, int, int]:
+    """Path, size and modification time: the cache key of a parse of a file."""
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 @cache
-def _parsed_label_rows(key: tuple) -> tuple[tuple[_Row, ...], dict[str, tuple[str, str]]]:
-    he_csv, mbpp_csv = Path(key[0][0]), Path(key[1][0])
+def _parsed_label_rows(he_version: tuple, mbpp_version: tuple,
+                       ) -> tuple[tuple[_Row, ...], dict[str, tuple[str, str]]]:
+    he_csv, mbpp_csv = Path(he_version[0]), Path(mbpp_version[0])
     he_name, mbpp_name = he_csv.name, mbpp_csv.name
     rows: list[_Row] = []
     prompts: dict[str, tuple[str, str]] = {}
@@ -415,12 +421,12 @@ def _humaneval_problems() -> dict[str, dict]:
 
 
 def _mbpp_problems(path: Path) -> dict[str, dict]:
-    st = path.stat()
-    return _parsed_mbpp_problems(str(path), st.st_size, st.st_mtime_ns)
+    return _parsed_mbpp_problems(_version(path))
 
 
 @cache
-def _parsed_mbpp_problems(path: str, _size: int, _mtime: int) -> dict[str, dict]:
+def _parsed_mbpp_problems(version: tuple) -> dict[str, dict]:
+    path = Path(version[0])
     out = {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
