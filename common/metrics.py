@@ -419,13 +419,9 @@ class Scorer:
         out[:, 2] = np.bincount(self._human_unique_owner, parts.r_each, minlength=n)
         out[:, 3] = self._n_human
         out[:, 4] = self._n_units
-        # units coded 1 by the model, and by both coders (disjoint units: the top-k units)
-        if self._disjoint:
-            model, both = out[:, 1], np.bincount(parts.top_owner, self.unit_is_human.take(
-                np.flatnonzero(parts.model_code)), minlength=n)
-        else:
-            model = np.bincount(self._unit_owner, parts.model_code, minlength=n)
-            both = np.bincount(self._unit_owner, self.unit_is_human & parts.model_code, minlength=n)
+        # units coded 1 by the model, and by both coders
+        model = np.bincount(self._unit_owner, parts.model_code, minlength=n)
+        both = np.bincount(self._unit_owner, self.unit_is_human & parts.model_code, minlength=n)
         out[:, 5] = self._n_human_units + model - 2 * both  # disagreements
         out[:, 6] = self._n_human_units + model
         return out
