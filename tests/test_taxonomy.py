@@ -14,6 +14,7 @@ from analysis.generations import saved_candidate
 from common import stats
 from common.dataset import Keyword, Task
 from common.results import PromptScores
+from tests.test_error_analysis import scores_on
 
 
 def mbpp(entry: str, asserts: tuple[str, ...], tid: str) -> Task:
@@ -113,13 +114,7 @@ def kw(word, label):
 
 
 def units(*words):
-    import re
-    spans = [(m.start(), m.end()) for m in re.finditer(r"\w+", PROMPT)]
-    texts = [PROMPT[a:b] for a, b in spans]
-    scores = np.zeros(len(spans))
-    for rank, w in enumerate(words):
-        scores[texts.index(w)] = 10.0 - rank
-    return PromptScores(np.asarray(spans, dtype=np.int64), scores)
+    return scores_on(*words, prompt=PROMPT)
 
 
 def test_boilerplate_never_missed():
