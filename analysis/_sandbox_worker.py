@@ -21,7 +21,7 @@ Layers, outermost first (each one stands even if an inner one is bypassed):
    ``/tmp`` holding only the job's working directory (also ``HOME`` and ``TMPDIR``), an
    empty read-only ``/dev/shm``; import folders inside ``/tmp`` (a checkout there) are bound
    back in read-only; the folders on ``sys.path`` that the fresh uid could not
-   reach (the interpreter under ``/root``) are bind-mounted into an empty tmpfs that covers
+   reach (an interpreter under a home folder) are bind-mounted into an empty tmpfs that covers
    their hidden ancestor, so every standard-library module and installed package imports,
    while nothing else of that ancestor is visible. The process is not dumpable, so its own
    ``/proc/self/mem`` is closed to it. Probed once per worker; where the kernel refuses, the
@@ -240,7 +240,7 @@ def _mount(source, target, fstype, flags, data=None) -> None:
 
 def _exposures() -> dict[str, list[str]]:
     """Import folders (``sys.path``) whose ancestors the fresh uid cannot enter, grouped by the
-    highest such ancestor: ``{'/root': ['/root/.pyenv/versions/3.11.7/lib/python3.11']}``.
+    highest such ancestor: ``{'/home/me': ['/home/me/.pyenv/versions/3.11/lib/python3.11']}``.
 
     Inside the mount namespace each group's ancestor is covered by an empty tmpfs into which
     only these folders are bind-mounted, so the interpreter's library and the virtualenv become
@@ -442,6 +442,9 @@ def _library_dirs(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+#: a job's working directory: ``<temp folder>/<prefix>XXXX`` on the host, ``/tmp/<prefix>XXXX``
+#: inside the private ``/tmp``
+WORKDIR_PREFIX = "sandbox-"
 FRAME_TRUSTED_DIRS = _library_dirs(("sympy", "mpmath", "logging"))
 LOGGING_DIRS = _library_dirs(("logging",))
 INSPECT_FILE = os.path.realpath(__import__("inspect").__file__)
@@ -647,7 +650,7 @@ def _reap_orphans() -> None:
 
 def run_job(job: dict, counter: int) -> dict:
     uid = _uid_for(counter) if IS_ROOT else None
-    workdir = tempfile.mkdtemp(prefix="sandbox-")
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
     if uid is not None:
         os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
@@ -754,7 +757,7 @@ def _probe_private_filesystem() -> bool:
     pid = os.fork()
     if pid == 0:
         try:
-            code = 0 if _private_filesystem("/tmp/sandbox-probe", None, 1) else 1
+            code = 0 if _private_filesystem(f"/tmp/{WORKDIR_PREFIX}probe", None, 1) else 1
         except BaseException:
             code = 2
         os._exit(code)

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -74,7 +75,10 @@ def portable(text: str) -> str:
     environment by ``<venv>``, the checkout by ``.``, its parent by ``..``, the home folder by
     ``~``, a job's throw-away sandbox folder by ``<sandbox>``), so committed outputs are the same
     on every machine and every run."""
-    text = re.sub(r"/tmp/sandbox-[A-Za-z0-9_]+", "<sandbox>", text)
+    # the sandbox worker's WORKDIR_PREFIX (it imports nothing of the project), inside its private
+    # /tmp and in the host's temp folder (no namespace)
+    for tmp in dict.fromkeys(("/tmp", tempfile.gettempdir())):
+        text = re.sub(re.escape(f"{tmp}/sandbox-") + r"[A-Za-z0-9_]+", "<sandbox>", text)
     names = [(sys.executable, "python"), (sys.prefix, "<venv>"), (sys.base_prefix, "<python>"),
              (str(paths.ROOT), "."), (str(paths.ROOT.parent), ".."),
              (os.path.expanduser("~"), "~")]

@@ -244,9 +244,15 @@ def test_cli(tmp_path, mirror, capsys):
 
 
 def test_reports_carry_no_machine_path():
+    import os
     import sys
+    import tempfile
 
+    from analysis._sandbox_worker import WORKDIR_PREFIX
     from analysis.report import portable
-    detail = (f"LookupError: searched {sys.prefix}/nltk_data and /tmp/sandbox-ez96us_8/nltk_data "
-              f"({sys.executable})")
-    assert portable(detail) == "LookupError: searched <venv>/nltk_data and <sandbox>/nltk_data (python)"
+
+    # a job's folder as the child sees it (its private /tmp) and as the host made it
+    for job_dir in ("/tmp", tempfile.gettempdir()):
+        job_dir = os.path.join(job_dir, WORKDIR_PREFIX + "ez96us_8")
+        detail = f"LookupError: searched {sys.prefix}/nltk_data and {job_dir}/nltk_data ({sys.executable})"
+        assert portable(detail) == "LookupError: searched <venv>/nltk_data and <sandbox>/nltk_data (python)"
