@@ -56,12 +56,18 @@ def alpha_binary(human: np.ndarray, model: np.ndarray) -> float:
     """Krippendorff's nominal alpha for two coders, binary codes, no missing values."""
     human = np.asarray(human, dtype=bool)
     model = np.asarray(model, dtype=bool)
-    n = 2 * human.size
-    n1 = int(human.sum() + model.sum())
+    return _alpha_of_counts(human.size, int(human.sum()), int(model.sum()),
+                            int((human & model).sum()))
+
+
+def _alpha_of_counts(units: int, human: int, model: int, both: int) -> float:
+    """:func:`alpha_binary` from its counts: units, units each coder codes 1, and both do."""
+    n = 2 * units
+    n1 = human + model
     n0 = n - n1
     if n0 == 0 or n1 == 0:
         return float("nan")  # one value only: alpha is undefined
-    disagree = int((human != model).sum())
+    disagree = n1 - 2 * both
     return 1.0 - (n - 1) * disagree / (n0 * n1)
 
 
@@ -249,6 +255,69 @@ def _is_rank(rank, owner: np.ndarray, sizes: np.ndarray, scores: np.ndarray) -> 
     return bool(ordered[owner[1:] == owner[:-1]].all())
 
 
+def _placed(ranked: Ranked, index: LabelIndex, prompts: Iterable[str] | None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A result's units on ``index``'s global axis, in ``(start, end)`` order: the index
+    position of each result prompt (-1: not scored), and the rank, global span and index
+    position of each scored unit. Independent of the labels, so kept on ``ranked`` for the
+    last prompt layout it was placed on: both label versions share one (their prompts are the
+    same), and so do their scorers."""
+    key = (tuple(index.prompts), None if prompts is None else frozenset(prompts))
+    cached = getattr(ranked, "_placed_on", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    pos = index.positions(ranked.prompts, prompts)
+    keep = pos[ranked.owner] >= 0
+    if keep.all():
+        owner, spans, rank = ranked.owner, ranked.spans, ranked.rank
+    else:
+        at = np.flatnonzero(keep)
+        owner, spans, rank = ranked.owner.take(at), np.take(ranked.spans, at, axis=0), \
+            ranked.rank.take(at)
+    unit_owner = pos[owner]
+    units = spans + index.offset[unit_owner][:, None]
+    # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
+    # de-duplicating them is a neighbour comparison
+    order = _global_order(units, unit_owner)
+    if order is not None:
+        # np.take on rows: fancy indexing of an (n, 2) array is ten times slower
+        units = np.take(units, order, axis=0)
+        rank, unit_owner = rank.take(order), unit_owner.take(order)
+    out = (pos, rank, units, unit_owner)
+    ranked._placed_on = (key, out)
+    return out
+
+
+def _global_order(units: np.ndarray, unit_owner: np.ndarray) -> np.ndarray | None:
+    """The permutation sorting ``units`` by ``(start, end)``, None when they already are.
+    Units sorted inside each prompt (located units are) only need their prompts' blocks
+    put in index order, without a sort of every unit."""
+    n = len(units)
+    if n < 2:
+        return None
+    starts, ends = units[:, 0], units[:, 1]
+    ahead = _ahead(starts, ends)
+    if ahead.all():
+        return None
+    cuts = np.flatnonzero(unit_owner[1:] != unit_owner[:-1]) + 1
+    if ahead[cuts - 1].sum() + (n - 1 - len(cuts)) == ahead.sum():  # every break at a block edge
+        first = np.concatenate([[0], cuts])
+        sizes = np.diff(np.concatenate([first, [n]]))
+        blocks = np.argsort(unit_owner.take(first), kind="stable")
+        # np.repeat of each block's shift from its place in the output to its place in units
+        shift = first.take(blocks) - (np.cumsum(sizes.take(blocks)) - sizes.take(blocks))
+        order = np.arange(n) + np.repeat(shift, sizes.take(blocks))
+        # sorted now, with equal units in input order: the stable sort's permutation
+        if _ahead(starts.take(order), ends.take(order)).all():
+            return order
+    return np.argsort(starts * (int(ends.max()) + 1) + ends, kind="stable")
+
+
+def _ahead(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Is each unit at or after the one before it, by ``(start, end)``?"""
+    return (starts[1:] > starts[:-1]) | ((starts[1:] == starts[:-1]) & (ends[1:] >= ends[:-1]))
+
+
 @dataclass(frozen=True)
 class _Parts:
     """What a :class:`Scorer` computes for one k."""
@@ -260,6 +329,9 @@ class _Parts:
     r_each: np.ndarray  # recall term of each distinct human span
     model_code: np.ndarray  # per unit: does it overlap a top-k unit
     top: np.ndarray | None = None  # the top-k units (general path only)
+    #: disjoint path: is each top-k unit (in ``top_owner`` order) a human one; the model then
+    #: codes 1 exactly the top-k units, so alpha's counts are sums over them
+    top_is_human: np.ndarray | None = None
 
 
 class Scorer:
@@ -271,30 +343,13 @@ class Scorer:
     def __init__(self, result: Mapping | Ranked, index: LabelIndex,
                  prompts: Iterable[str] | None = None):
         ranked = result if isinstance(result, Ranked) else Ranked(result)
-        pos = index.positions(ranked.prompts, prompts)
         self.index = index
+        pos, self.rank, units, unit_owner = _placed(ranked, index, prompts)
         self.n_prompts = int((pos >= 0).sum())
         #: per index prompt: is it scored (in the result, with labels, among ``prompts``)
         self.scored = np.zeros(len(index.prompts), dtype=bool)
         self.scored[pos[pos >= 0]] = True
-        keep = pos[ranked.owner] >= 0
-        if keep.all():
-            owner, spans, self.rank = ranked.owner, ranked.spans, ranked.rank
-        else:
-            at = np.flatnonzero(keep)
-            owner, spans, self.rank = ranked.owner.take(at), np.take(ranked.spans, at, axis=0), \
-                ranked.rank.take(at)
-        unit_owner = pos[owner]
-        units = spans + index.offset[unit_owner][:, None]
-        # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
-        # de-duplicating them is a neighbour comparison
         self._base = index.length + 1
-        key = units[:, 0] * self._base + units[:, 1]
-        if len(key) > 1 and (key[1:] < key[:-1]).any():  # results in index order are sorted
-            order = np.argsort(key, kind="stable")
-            # np.take on rows: fancy indexing of an (n, 2) array is ten times slower
-            units = np.take(units, order, axis=0)
-            self.rank, unit_owner = self.rank.take(order), unit_owner.take(order)
         self.units = units
         self._unit_owner = unit_owner
         self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
@@ -364,7 +419,8 @@ class Scorer:
         r_each = np.divide(covered, self._unique_width, out=np.zeros(len(covered)),
                            where=self._unique_width > 0)
         owner = self._unit_owner.take(top)
-        return _Parts(len(top), owner, self._unit_precision.take(top), owner, r_each, mask)
+        return _Parts(len(top), owner, self._unit_precision.take(top), owner, r_each, mask,
+                      top_is_human=self.unit_is_human.take(top))
 
     def _general_parts(self, k: int) -> _Parts:
         top = np.take(self.units, np.flatnonzero(self.topk_mask(k)), axis=0)
@@ -390,9 +446,18 @@ class Scorer:
         p_sum, r_sum = float(np.sum(parts.p_each)), float(np.sum(parts.r_each))
         precision = p_sum / n_top if n_top else 0.0
         recall = r_sum / len(self.human) if len(self.human) else 0.0
-        alpha = alpha_binary(self.unit_is_human, parts.model_code)
+        if parts.top_is_human is None:
+            alpha = alpha_binary(self.unit_is_human, parts.model_code)
+        else:  # alpha_binary's counts, from the top-k units alone
+            alpha = _alpha_of_counts(len(self.units), self._human_units(), n_top,
+                                     int(np.count_nonzero(parts.top_is_human)))
         return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
                      len(self.units), n_top, len(self.human))
+
+    def _human_units(self) -> int:
+        if not hasattr(self, "_n_human_units_total"):
+            self._n_human_units_total = int(np.count_nonzero(self.unit_is_human))
+        return self._n_human_units_total
 
     def _owner(self, starts: np.ndarray) -> np.ndarray:
         """Index position of the prompt each global start offset lies in."""
@@ -420,8 +485,12 @@ class Scorer:
         out[:, 3] = self._n_human
         out[:, 4] = self._n_units
         # units coded 1 by the model, and by both coders
-        model = np.bincount(self._unit_owner, parts.model_code, minlength=n)
-        both = np.bincount(self._unit_owner, self.unit_is_human & parts.model_code, minlength=n)
+        if parts.top_is_human is None:
+            model = np.bincount(self._unit_owner, parts.model_code, minlength=n)
+            both = np.bincount(self._unit_owner, self.unit_is_human & parts.model_code, minlength=n)
+        else:  # the model codes 1 the top-k units
+            model = out[:, 1]
+            both = np.bincount(parts.top_owner, parts.top_is_human, minlength=n)
         out[:, 5] = self._n_human_units + model - 2 * both  # disagreements
         out[:, 6] = self._n_human_units + model
         return out

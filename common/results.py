@@ -434,58 +434,112 @@ def _locate_published(path: Path, spaceless: bool) -> dict[str, PromptScores]:
 
 
 #: 3: prompts stored as one UTF-8 buffer (a fixed-width unicode array made each file 7 MB),
-#: and the units' ranks
-_LOCATED_FORMAT = 3
+#: and the units' ranks. 4: one flat file (a JSON header line, then the raw arrays) instead of
+#: an npz, whose zip member and npy header per array cost more than reading the bytes
+_LOCATED_FORMAT = 4
+#: the arrays a located-units file may hold, with their dtypes: nothing else is read from one
+_LOCATED_ARRAYS = {"text": "|u1", "text_sizes": "<i8", "counts": "<i8", "spans": "<i8",
+                   "scores": "<f8", "rank": "<i8"}
+_ALIGN = 64
 
 
 def _located_path(path: Path, spaceless: bool) -> Path:
-    return path.with_name(path.name + (".located-spaceless.npz" if spaceless else ".located.npz"))
+    return path.with_name(path.name + (".located-spaceless" if spaceless else ".located"))
 
 
-def _stamp(path: Path) -> np.ndarray:
+def _stamp(path: Path) -> list[int]:
     st = path.stat()
-    return np.asarray([_LOCATED_FORMAT, st.st_size, st.st_mtime_ns], dtype=np.int64)
+    return [_LOCATED_FORMAT, st.st_size, st.st_mtime_ns]
 
 
 def _write_located(path: Path, spaceless: bool, flat: LocatedUnits) -> None:
+    """Header line ``{"stamp", "arrays": name -> [offset, shape], "bytes"}`` padded to
+    :data:`_ALIGN` bytes, then each array's raw bytes (offsets from the end of the header;
+    ``bytes`` of them in all, so a file cut short anywhere is seen)."""
     encoded = [p.encode("utf-8") for p in flat.prompts]
+    arrays = {"text": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+              "text_sizes": np.asarray([len(e) for e in encoded], dtype=np.int64),
+              "counts": flat.counts, "spans": flat.spans, "scores": flat.scores}
+    if flat.rank is not None:
+        arrays["rank"] = flat.rank
+    layout, blobs, at = {}, [], 0
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a, dtype=np.dtype(_LOCATED_ARRAYS[name]))
+        layout[name] = [at, list(a.shape)]
+        blobs.append(a.tobytes() + b"\0" * (-a.nbytes % _ALIGN))
+        at += len(blobs[-1])
+    header = json.dumps({"stamp": _stamp(path), "arrays": layout, "bytes": at}).encode()
+    header += b" " * (-(len(header) + 1) % _ALIGN) + b"\n"
     try:
         with atomic_path(_located_path(path, spaceless)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, stamp=_stamp(path),
-                     text=np.frombuffer(b"".join(encoded), dtype=np.uint8),
-                     text_sizes=np.asarray([len(e) for e in encoded], dtype=np.int64),
-                     counts=flat.counts, spans=flat.spans, scores=flat.scores,
-                     **({"rank": flat.rank} if flat.rank is not None else {}))
+            f.write(header)
+            f.writelines(blobs)
     except OSError:
         pass  # a read-only data folder: no cache, the next load locates again
+
+
+def _read_arrays(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """Header and arrays (read-only views of ``data``) of a located-units file; ValueError,
+    KeyError or TypeError when it is not one."""
+    body = data.index(b"\n") + 1
+    header = json.loads(data[:body])
+    if body + header["bytes"] != len(data):
+        raise ValueError("a located-units file of the wrong size")
+    arrays = {}
+    for name, (offset, shape) in header["arrays"].items():
+        dtype = np.dtype(_LOCATED_ARRAYS[name])
+        count = math.prod(shape)
+        if offset < 0 or count < 0 or body + offset + count * dtype.itemsize > len(data):
+            raise ValueError(f"{name} runs past the end of the file")
+        arrays[name] = np.frombuffer(data, dtype, count, body + offset).reshape(shape)
+    return header, arrays
+
+
+#: decoded prompt lists by their UTF-8 buffer and sizes: the published files of one model
+#: set share one, decoded (and its lengths taken) once
+_PROMPT_LISTS: dict[tuple[bytes, bytes], tuple[list[str], np.ndarray]] = {}
+
+
+def _prompts_of(text: bytes, sizes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    key = (text, sizes.tobytes())
+    if key not in _PROMPT_LISTS:
+        cuts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        prompts = [text[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:])]
+        if len(_PROMPT_LISTS) >= 8:
+            _PROMPT_LISTS.clear()
+        _PROMPT_LISTS[key] = (prompts, np.fromiter(map(len, prompts), dtype=np.int64,
+                                                   count=len(prompts)))
+    prompts, lengths = _PROMPT_LISTS[key]
+    return list(prompts), lengths
 
 
 def _read_located(path: Path, spaceless: bool) -> LocatedUnits | None:
     """The cached located units, or None when absent, stale or malformed (then recomputed)."""
     cache = _located_path(path, spaceless)
-    if not cache.is_file():
+    try:
+        data = cache.read_bytes()
+    except OSError:
         return None
     try:
-        with np.load(cache, allow_pickle=False) as z:
-            if not np.array_equal(z["stamp"], _stamp(path)):
-                return None
-            text, sizes, counts = z["text"].tobytes(), z["text_sizes"], z["counts"]
-            spans, scores = z["spans"], z["scores"]
-            rank = z["rank"] if "rank" in z.files else None
-        if sizes.sum() != len(text) or (sizes < 0).any() or len(sizes) != len(counts):
+        header, z = _read_arrays(data)
+        if header["stamp"] != _stamp(path):
             return None
-        cuts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        prompts = [text[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:])]
+        text, sizes, counts = z["text"].tobytes(), z["text_sizes"], z["counts"]
+        spans, scores, rank = z["spans"], z["scores"], z.get("rank")
+        if (sizes.ndim != 1 or sizes.sum() != len(text) or (sizes < 0).any()
+                or len(sizes) != len(counts)):
+            return None
+        prompts, lengths = _prompts_of(text, sizes)
         n = int(counts.sum())
         if ((counts < 0).any() or spans.shape != (n, 2) or scores.shape != (n,)
-                or spans.dtype != np.int64 or not np.isfinite(scores).all()):
+                or not np.isfinite(scores).all()):
             return None
-        lengths = np.repeat(np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)), counts)
+        lengths = np.repeat(lengths, counts)
         if n and ((spans[:, 0] < 0).any() or (spans[:, 1] < spans[:, 0]).any()
                   or (spans[:, 1] > lengths).any()):
             return None
-        return LocatedUnits(prompts, counts.astype(np.int64), spans, scores.astype(np.float64), rank)
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        return LocatedUnits(prompts, counts, spans, scores, rank)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
 
 

@@ -235,3 +235,56 @@ def test_a_saved_rank_is_used_only_when_it_is_the_rank_of_the_scores():
         assert not _is_rank(rank, r.owner, r.sizes, scores)
         assert Ranked.from_flat(*flat, rank=rank).rank.tolist() == r.rank.tolist()  # recomputed
     assert len(bad) == 5
+
+
+def test_units_are_put_in_global_order_as_a_stable_sort_would():
+    from common.metrics import _global_order
+
+    rng = np.random.default_rng(3)
+
+    def sort_of(units):
+        return np.argsort(units[:, 0] * (int(units[:, 1].max()) + 1) + units[:, 1], kind="stable")
+
+    def case(shuffle_inside=False, repeat_a_prompt=False):
+        blocks = []
+        for p in range(12):  # prompt p occupies [100 p, 100 p + 90)
+            starts = np.sort(rng.integers(0, 80, size=int(rng.integers(1, 6))))
+            ends = starts + rng.integers(0, 10, size=len(starts))  # equal and empty units too
+            order = np.lexsort((ends, starts))
+            block = np.stack([starts[order], ends[order]], axis=1) + 100 * p
+            if shuffle_inside and p == 4 and len(block) > 1:
+                block = block[::-1]
+            blocks.append((p, block))
+        if repeat_a_prompt:
+            blocks.append((7, blocks[7][1].copy()))  # a prompt twice: its equal units tie
+        rng.shuffle(blocks)
+        units = np.concatenate([b for _, b in blocks])
+        owner = np.concatenate([np.full(len(b), p) for p, b in blocks])
+        return units, owner
+
+    for kwargs in ({}, {"shuffle_inside": True}, {"repeat_a_prompt": True}):
+        for _ in range(20):
+            units, owner = case(**kwargs)
+            order = _global_order(units, owner)
+            want = sort_of(units)
+            if order is None:
+                assert (want == np.arange(len(units))).all()
+            else:
+                assert order.tolist() == want.tolist()
+    units, owner = case()
+    in_order = units[sort_of(units)]
+    assert _global_order(in_order, np.sort(owner)) is None
+
+
+@pytest.mark.parametrize("units", UNIT_KINDS)
+def test_one_ranked_result_scored_on_several_indexes_equals_fresh_ones(units):
+    rng = np.random.default_rng(9)
+    result, labels = _random_case(rng, units=units)
+    _, other = _random_case(np.random.default_rng(10), units=units)  # same prompts, other spans
+    other = dict(zip(labels, other.values()))
+    fewer = dict(list(labels.items())[::2])
+    shared = Ranked(dict(reversed(list(result.items()))))  # placed once, reused when it may
+    for lab, prompts in [(labels, None), (other, None), (fewer, None), (labels, list(result)[:5]),
+                         (labels, None)]:
+        got = score(shared, lab, ks=(1, 4), prompts=prompts)
+        assert got == score(Ranked(result), lab, ks=(1, 4), prompts=prompts)

@@ -128,9 +128,9 @@ def test_located_units_are_cached_and_revalidated(tmp_path):
     path = tmp_path / "saliency_reading_tiny.pkl"
     path.write_bytes(pickle.dumps({prompt: [("Write", np.float32(0.5)), ("sort", 0.25), ("list", 0.125)]}))
     fresh = AttributionResult.from_published(path, cache=False)
-    assert not list(tmp_path.glob("*.npz"))
+    assert not list(tmp_path.glob("*.located*"))
     first = AttributionResult.from_published(path)
-    cache = tmp_path / "saliency_reading_tiny.pkl.located.npz"
+    cache = tmp_path / "saliency_reading_tiny.pkl.located"
     assert cache.is_file()
     again = AttributionResult.from_published(path)  # from the cache
     for r in (first, again):
@@ -141,7 +141,7 @@ def test_located_units_are_cached_and_revalidated(tmp_path):
     path.write_bytes(pickle.dumps({prompt: [("function", 1.0)]}))
     assert AttributionResult.from_published(path).prompts[prompt].spans.tolist() == [[8, 16]]
     # a damaged cache is ignored, never trusted
-    cache.write_bytes(b"not an npz")
+    cache.write_bytes(b"not a located-units file")
     assert AttributionResult.from_published(path).prompts[prompt].spans.tolist() == [[8, 16]]
 
 
@@ -164,10 +164,18 @@ def test_located_cache_keeps_non_ascii_prompts_and_rejects_spans_outside_them(tm
     assert a.prompts == b.prompts and a.spans.tolist() == b.spans.tolist()
     assert a.rank.tolist() == b.rank.tolist() == [1, 0, 0, 1]
     # a cache whose spans run past their prompt is not trusted
-    cache = tmp_path / "saliency_reading_tiny.pkl.located.npz"
-    with np.load(cache) as z:
-        parts = dict(z)
-    parts["spans"] = parts["spans"] + 100
-    with open(cache, "wb") as f:
-        np.savez(f, **parts)
+    results._write_located(path, False, flat._replace(spans=flat.spans + 100))
     assert results._read_located(path, False) is None
+    # nor one cut short, one naming an array it may not hold, or one with a non-finite score
+    cache = tmp_path / "saliency_reading_tiny.pkl.located"
+    results._write_located(path, False, flat)
+    whole = cache.read_bytes()
+    assert results._read_located(path, False) is not None
+    cache.write_bytes(whole[:-16])
+    assert results._read_located(path, False) is None
+    cache.write_bytes(whole.replace(b'"rank"', b'"evil"'))
+    assert results._read_located(path, False) is None
+    results._write_located(path, False, flat._replace(scores=np.array([1.0, np.nan, 0.5, 0.5])))
+    assert results._read_located(path, False) is None
+    assert AttributionResult.from_published(path).prompts[list(prompts)[0]].spans.tolist() == \
+        fresh.prompts[list(prompts)[0]].spans.tolist()
