@@ -153,6 +153,7 @@ class LabelIndex:
         for i, label in enumerate(LABELS):
             self._kind_codes[self.kinds == label] = i
         self._subsets: dict[bytes, tuple] = {}
+        self._geometries: dict[tuple, list[_Geometry]] = {}
         self._positions: dict[tuple, np.ndarray] = {}
 
     def positions(self, prompts: list[str], only: Iterable[str] | None = None) -> np.ndarray:
@@ -167,6 +168,28 @@ class LabelIndex:
         if only is None:
             self._positions[key] = pos
         return pos
+
+    def owner_of(self, starts: np.ndarray) -> np.ndarray:
+        """Position of the prompt each global start offset lies in."""
+        return np.searchsorted(self.offset, starts, "right") - 1
+
+    def geometry(self, units: np.ndarray, unit_owner: np.ndarray, positions: np.ndarray) -> _Geometry:
+        """The :class:`_Geometry` of sorted global ``units`` (owned by the prompts
+        ``unit_owner``) scored on the prompts ``positions``: reused for equal units on the same
+        prompts (the methods of one model), found by a cheap fingerprint and checked in full."""
+        n = len(units)
+        chosen = np.zeros(len(self.prompts), dtype=bool)
+        chosen[positions] = True
+        key = (np.packbits(chosen).tobytes(), n,
+               tuple(units[[0, n // 2, n - 1]].ravel().tolist()) if n else ())
+        for g in self._geometries.get(key, ()):
+            if np.array_equal(g.units, units):  # equal units have equal owners
+                return g
+        if sum(map(len, self._geometries.values())) >= 32:  # a few MB each
+            self._geometries.clear()
+        g = _Geometry(self, units, unit_owner, positions)
+        self._geometries.setdefault(key, []).append(g)
+        return g
 
     def subset(self, positions: np.ndarray) -> tuple:
         """Human spans, kinds, distinct spans, their :class:`_Cover`, each human span's label
@@ -262,9 +285,9 @@ def _placed(ranked: Ranked, index: LabelIndex, prompts: Iterable[str] | None,
     position of each scored unit. Independent of the labels, so kept on ``ranked`` for the
     last prompt layout it was placed on: both label versions share one (their prompts are the
     same), and so do their scorers."""
-    key = (tuple(index.prompts), None if prompts is None else frozenset(prompts))
+    layout = (tuple(index.prompts), None if prompts is None else frozenset(prompts))
     cached = getattr(ranked, "_placed_on", None)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0] == layout:
         return cached[1]
     pos = index.positions(ranked.prompts, prompts)
     keep = pos[ranked.owner] >= 0
@@ -278,44 +301,16 @@ def _placed(ranked: Ranked, index: LabelIndex, prompts: Iterable[str] | None,
     units = spans + index.offset[unit_owner][:, None]
     # sorted by (start, end) on the global axis, so the top-k spans come out sorted and
     # de-duplicating them is a neighbour comparison
-    order = _global_order(units, unit_owner)
-    if order is not None:
+    key = units[:, 0] * (index.length + 1) + units[:, 1]
+    if len(key) > 1 and (key[1:] < key[:-1]).any():  # results in index order are sorted
+        # a stable sort finds the runs of each prompt's (sorted) units: a few merges
+        order = np.argsort(key, kind="stable")
         # np.take on rows: fancy indexing of an (n, 2) array is ten times slower
         units = np.take(units, order, axis=0)
         rank, unit_owner = rank.take(order), unit_owner.take(order)
     out = (pos, rank, units, unit_owner)
-    ranked._placed_on = (key, out)
+    ranked._placed_on = (layout, out)
     return out
-
-
-def _global_order(units: np.ndarray, unit_owner: np.ndarray) -> np.ndarray | None:
-    """The permutation sorting ``units`` by ``(start, end)``, None when they already are.
-    Units sorted inside each prompt (located units are) only need their prompts' blocks
-    put in index order, without a sort of every unit."""
-    n = len(units)
-    if n < 2:
-        return None
-    starts, ends = units[:, 0], units[:, 1]
-    ahead = _ahead(starts, ends)
-    if ahead.all():
-        return None
-    cuts = np.flatnonzero(unit_owner[1:] != unit_owner[:-1]) + 1
-    if ahead[cuts - 1].sum() + (n - 1 - len(cuts)) == ahead.sum():  # every break at a block edge
-        first = np.concatenate([[0], cuts])
-        sizes = np.diff(np.concatenate([first, [n]]))
-        blocks = np.argsort(unit_owner.take(first), kind="stable")
-        # np.repeat of each block's shift from its place in the output to its place in units
-        shift = first.take(blocks) - (np.cumsum(sizes.take(blocks)) - sizes.take(blocks))
-        order = np.arange(n) + np.repeat(shift, sizes.take(blocks))
-        # sorted now, with equal units in input order: the stable sort's permutation
-        if _ahead(starts.take(order), ends.take(order)).all():
-            return order
-    return np.argsort(starts * (int(ends.max()) + 1) + ends, kind="stable")
-
-
-def _ahead(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Is each unit at or after the one before it, by ``(start, end)``?"""
-    return (starts[1:] > starts[:-1]) | ((starts[1:] == starts[:-1]) & (ends[1:] >= ends[:-1]))
 
 
 @dataclass(frozen=True)
@@ -332,6 +327,74 @@ class _Parts:
     #: disjoint path: is each top-k unit (in ``top_owner`` order) a human one; the model then
     #: codes 1 exactly the top-k units, so alpha's counts are sums over them
     top_is_human: np.ndarray | None = None
+
+
+class _Geometry:
+    """What a :class:`Scorer` derives from its units and the human spans, never from the
+    scores: every method of one model has the same units, so their scorers share one
+    (:meth:`LabelIndex.geometry`)."""
+
+    #: the attributes a scorer takes from its geometry
+    SHARED = ("human", "human_kinds", "human_unique", "human_cover", "_kind_codes",
+              "_human_to_unique", "_any_empty", "_disjoint", "unit_is_human", "_width",
+              "_unique_range", "_human_range", "_unit_precision", "_first", "_last",
+              "_first_out", "_last_out", "_unique_width", "_human_unique_owner", "_n_human",
+              "_n_units", "_n_human_units", "_n_human_units_total")
+
+    def __init__(self, index: LabelIndex, units: np.ndarray, unit_owner: np.ndarray,
+                 positions: np.ndarray):
+        self.units, self.positions = units, positions
+        (self.human, self.human_kinds, self.human_unique, self.human_cover, self._kind_codes,
+         self._human_to_unique) = index.subset(positions)
+        self._any_empty = bool((units[:, 1] == units[:, 0]).any())
+        # Disjoint units (words, located tokens: every result we know) make a unit overlap a
+        # top-k unit exactly when it is one, and the units overlapping a span a contiguous
+        # range in unit order: every k is then a few prefix sums over the units. Otherwise
+        # (overlapping or empty units) the general searches.
+        u0, u1 = units[:, 0], units[:, 1]
+        self._disjoint = (len(units) > 0 and not self._any_empty
+                          and bool((u0[1:] >= u1[:-1]).all()))
+        self._width = self._unique_range = self._human_range = self._unit_precision = None
+        self._first = self._last = self._first_out = self._last_out = self._unique_width = None
+        if self._disjoint:
+            self._width = u1 - u0
+            self._unique_range = _unit_range(units, self.human_unique)
+            self._human_range = (self._unique_range[0][self._human_to_unique],
+                                 self._unique_range[1][self._human_to_unique])
+            # every (distinct human span, unit it overlaps) pair, from the ranges
+            lo, hi = self._unique_range
+            counts = hi - lo
+            h = np.repeat(np.arange(len(lo)), counts)
+            u = lo[h] + np.arange(len(h)) - np.repeat(np.cumsum(counts) - counts, counts)
+            hu = self.human_unique
+            overlap = (np.minimum(hu[:, 1].take(h), u1.take(u))
+                       - np.maximum(hu[:, 0].take(h), u0.take(u)))
+            n = len(units)
+            self._unit_precision = np.bincount(u, overlap, minlength=n) / self._width
+            self.unit_is_human = np.bincount(u, minlength=n) > 0
+            # the parts of the first and last unit of each range that stick out of the span
+            some = hi > lo
+            self._first, self._last = np.minimum(lo, n - 1), np.maximum(hi - 1, 0)
+            self._first_out = np.where(some, np.maximum(hu[:, 0] - u0[self._first], 0), 0)
+            self._last_out = np.where(some, np.maximum(u1[self._last] - hu[:, 1], 0), 0)
+            self._unique_width = hu[:, 1] - hu[:, 0]
+        else:
+            self.unit_is_human = overlaps_any(units, self.human)
+        # per index prompt: the k-independent columns of Scorer.prompt_stats
+        n = len(index.prompts)
+        self._human_unique_owner = index.owner_of(self.human_unique[:, 0])
+        self._n_human = np.bincount(index.owner_of(self.human[:, 0]), minlength=n)
+        self._n_units = np.bincount(unit_owner, minlength=n)
+        self._n_human_units = np.bincount(unit_owner, self.unit_is_human, minlength=n)
+        self._n_human_units_total = int(np.count_nonzero(self.unit_is_human))
+
+
+def _unit_range(units: np.ndarray, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[lo, hi)``: the (disjoint, sorted) ``units`` overlapping each span, by the overlap rule
+    (``u1 > s0 and u0 < s1``; an empty span overlaps the unit strictly containing it)."""
+    lo = np.searchsorted(units[:, 1], spans[:, 0], "right")
+    hi = np.searchsorted(units[:, 0], spans[:, 1], "left")
+    return lo, np.maximum(hi, lo)
 
 
 class Scorer:
@@ -352,48 +415,10 @@ class Scorer:
         self._base = index.length + 1
         self.units = units
         self._unit_owner = unit_owner
-        self._any_empty = bool((self.units[:, 1] == self.units[:, 0]).any())
-        (self.human, self.human_kinds, self.human_unique, self.human_cover, self._kind_codes,
-         self._human_to_unique) = index.subset(pos[pos >= 0])
-        # Disjoint units (words, located tokens: every result we know) make a unit overlap a
-        # top-k unit exactly when it is one, and the units overlapping a span a contiguous
-        # range in unit order: every k is then a few prefix sums over the units. Otherwise
-        # (overlapping or empty units) the general searches.
-        u0, u1 = self.units[:, 0], self.units[:, 1]
-        self._disjoint = (len(self.units) > 0 and not self._any_empty
-                          and bool((u0[1:] >= u1[:-1]).all()))
-        if self._disjoint:
-            self._width = u1 - u0
-            self._unique_range = self._unit_range(self.human_unique)
-            self._human_range = (self._unique_range[0][self._human_to_unique],
-                                 self._unique_range[1][self._human_to_unique])
-            # every (distinct human span, unit it overlaps) pair, from the ranges
-            lo, hi = self._unique_range
-            counts = hi - lo
-            h = np.repeat(np.arange(len(lo)), counts)
-            u = lo[h] + np.arange(len(h)) - np.repeat(np.cumsum(counts) - counts, counts)
-            hu = self.human_unique
-            overlap = (np.minimum(hu[:, 1].take(h), u1.take(u))
-                       - np.maximum(hu[:, 0].take(h), u0.take(u)))
-            n = len(self.units)
-            self._unit_precision = np.bincount(u, overlap, minlength=n) / self._width
-            self.unit_is_human = np.bincount(u, minlength=n) > 0
-            # the parts of the first and last unit of each range that stick out of the span
-            some = hi > lo
-            self._first, self._last = np.minimum(lo, n - 1), np.maximum(hi - 1, 0)
-            self._first_out = np.where(some, np.maximum(hu[:, 0] - u0[self._first], 0), 0)
-            self._last_out = np.where(some, np.maximum(u1[self._last] - hu[:, 1], 0), 0)
-            self._unique_width = hu[:, 1] - hu[:, 0]
-        else:
-            self.unit_is_human = overlaps_any(self.units, self.human)
+        geometry = index.geometry(units, unit_owner, pos[pos >= 0])
+        for name in _Geometry.SHARED:
+            setattr(self, name, getattr(geometry, name))
         self._parts_of: dict[int, _Parts] = {}
-
-    def _unit_range(self, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``[lo, hi)``: the (disjoint, sorted) units overlapping each span, by the overlap rule
-        (``u1 > s0 and u0 < s1``; an empty span overlaps the unit strictly containing it)."""
-        lo = np.searchsorted(self.units[:, 1], spans[:, 0], "right")
-        hi = np.searchsorted(self.units[:, 0], spans[:, 1], "left")
-        return lo, np.maximum(hi, lo)
 
     def topk_mask(self, k: int) -> np.ndarray:
         return self.rank < k
@@ -437,7 +462,7 @@ class Scorer:
         r_each = np.divide(h_cov, h_width, out=np.zeros(len(hu)), where=h_width > 0)
         # empty spans overlap by containment: the general search
         model_code = overlaps_any(self.units, top)
-        return _Parts(len(top), self._owner(top[:, 0]), p_each, self._owner(top_unique[:, 0]),
+        return _Parts(len(top), self.index.owner_of(top[:, 0]), p_each, self.index.owner_of(top_unique[:, 0]),
                       r_each, model_code, top=top)
 
     def score(self, k: int) -> Score:
@@ -449,19 +474,11 @@ class Scorer:
         if parts.top_is_human is None:
             alpha = alpha_binary(self.unit_is_human, parts.model_code)
         else:  # alpha_binary's counts, from the top-k units alone
-            alpha = _alpha_of_counts(len(self.units), self._human_units(), n_top,
+            alpha = _alpha_of_counts(len(self.units), self._n_human_units_total, n_top,
                                      int(np.count_nonzero(parts.top_is_human)))
         return Score(k, precision, recall, f1_of(precision, recall), alpha, self.n_prompts,
                      len(self.units), n_top, len(self.human))
 
-    def _human_units(self) -> int:
-        if not hasattr(self, "_n_human_units_total"):
-            self._n_human_units_total = int(np.count_nonzero(self.unit_is_human))
-        return self._n_human_units_total
-
-    def _owner(self, starts: np.ndarray) -> np.ndarray:
-        """Index position of the prompt each global start offset lies in."""
-        return np.searchsorted(self.index.offset, starts, "right") - 1
 
     def prompt_stats(self, k: int) -> np.ndarray:
         """Per-prompt sufficient statistics, ``(n index prompts, 7)`` in :data:`STAT_FIELDS`
@@ -473,11 +490,6 @@ class Scorer:
         """
         n = len(self.index.prompts)
         parts = self._parts(k)
-        if not hasattr(self, "_human_unique_owner"):  # what does not depend on k
-            self._human_unique_owner = self._owner(self.human_unique[:, 0])
-            self._n_human = np.bincount(self._owner(self.human[:, 0]), minlength=n)
-            self._n_units = np.bincount(self._unit_owner, minlength=n)
-            self._n_human_units = np.bincount(self._unit_owner, self.unit_is_human, minlength=n)
         out = np.zeros((n, len(STAT_FIELDS)))
         out[:, 0] = np.bincount(parts.p_owner, parts.p_each, minlength=n)
         out[:, 1] = np.bincount(parts.top_owner, minlength=n)

@@ -237,45 +237,6 @@ def test_a_saved_rank_is_used_only_when_it_is_the_rank_of_the_scores():
     assert len(bad) == 5
 
 
-def test_units_are_put_in_global_order_as_a_stable_sort_would():
-    from common.metrics import _global_order
-
-    rng = np.random.default_rng(3)
-
-    def sort_of(units):
-        return np.argsort(units[:, 0] * (int(units[:, 1].max()) + 1) + units[:, 1], kind="stable")
-
-    def case(shuffle_inside=False, repeat_a_prompt=False):
-        blocks = []
-        for p in range(12):  # prompt p occupies [100 p, 100 p + 90)
-            starts = np.sort(rng.integers(0, 80, size=int(rng.integers(1, 6))))
-            ends = starts + rng.integers(0, 10, size=len(starts))  # equal and empty units too
-            order = np.lexsort((ends, starts))
-            block = np.stack([starts[order], ends[order]], axis=1) + 100 * p
-            if shuffle_inside and p == 4 and len(block) > 1:
-                block = block[::-1]
-            blocks.append((p, block))
-        if repeat_a_prompt:
-            blocks.append((7, blocks[7][1].copy()))  # a prompt twice: its equal units tie
-        rng.shuffle(blocks)
-        units = np.concatenate([b for _, b in blocks])
-        owner = np.concatenate([np.full(len(b), p) for p, b in blocks])
-        return units, owner
-
-    for kwargs in ({}, {"shuffle_inside": True}, {"repeat_a_prompt": True}):
-        for _ in range(20):
-            units, owner = case(**kwargs)
-            order = _global_order(units, owner)
-            want = sort_of(units)
-            if order is None:
-                assert (want == np.arange(len(units))).all()
-            else:
-                assert order.tolist() == want.tolist()
-    units, owner = case()
-    in_order = units[sort_of(units)]
-    assert _global_order(in_order, np.sort(owner)) is None
-
-
 @pytest.mark.parametrize("units", UNIT_KINDS)
 def test_one_ranked_result_scored_on_several_indexes_equals_fresh_ones(units):
     rng = np.random.default_rng(9)
@@ -288,3 +249,24 @@ def test_one_ranked_result_scored_on_several_indexes_equals_fresh_ones(units):
                          (labels, None)]:
         got = score(shared, lab, ks=(1, 4), prompts=prompts)
         assert got == score(Ranked(result), lab, ks=(1, 4), prompts=prompts)
+
+
+@pytest.mark.parametrize("units", UNIT_KINDS)
+def test_results_with_the_same_units_share_one_geometry_and_score_as_alone(units):
+    rng = np.random.default_rng(4)
+    result, labels = _random_case(rng, units=units)
+    rescored = {p: ps(r.spans, rng.permutation(r.scores) + 1) for p, r in result.items()}
+    # the same count and first, middle and last unit: one other unit moved by one character
+    moved = {p: ps(r.spans.copy(), r.scores) for p, r in result.items()}
+    inner = next(r for r in moved.values() if len(r.spans) > 3 and r.spans[1, 1] - r.spans[1, 0] > 1)
+    inner.spans[1, 1] -= 1
+    index = LabelIndex(labels)
+    scorers = [Scorer(r, index) for r in (result, rescored, moved)]
+    assert scorers[0].unit_is_human is scorers[1].unit_is_human  # shared
+    assert scorers[2].unit_is_human is not scorers[0].unit_is_human  # not fooled
+    assert [len(found) for found in index._geometries.values()] == [2]  # by the fingerprint
+    for r, scorer in zip((result, rescored, moved), scorers):
+        alone = Scorer(r, LabelIndex(labels))
+        for k in (1, 3, 5):
+            assert scorer.score(k) == alone.score(k)
+            assert (scorer.prompt_stats(k) == alone.prompt_stats(k)).all()
