@@ -327,6 +327,9 @@ class _Parts:
     #: disjoint path: is each top-k unit (in ``top_owner`` order) a human one; the model then
     #: codes 1 exactly the top-k units, so alpha's counts are sums over them
     top_is_human: np.ndarray | None = None
+    #: disjoint path: summed width of the top-k units before each unit (``units + 1``); units
+    #: are never empty there, so a range holds a top-k unit exactly when its width sum is > 0
+    top_width: np.ndarray | None = None
 
 
 class _Geometry:
@@ -445,7 +448,7 @@ class Scorer:
                            where=self._unique_width > 0)
         owner = self._unit_owner.take(top)
         return _Parts(len(top), owner, self._unit_precision.take(top), owner, r_each, mask,
-                      top_is_human=self.unit_is_human.take(top))
+                      top_is_human=self.unit_is_human.take(top), top_width=top_width)
 
     def _general_parts(self, k: int) -> _Parts:
         top = np.take(self.units, np.flatnonzero(self.topk_mask(k)), axis=0)
@@ -511,10 +514,8 @@ class Scorer:
         """Share of human keywords of each type that overlap a top-k unit."""
         parts = self._parts(k)
         if self._disjoint:  # a top-k unit inside the span's unit range
-            top_count = np.zeros(len(self.units) + 1, dtype=np.int64)
-            np.cumsum(parts.model_code, out=top_count[1:])
             lo, hi = self._human_range
-            hit = top_count[hi] - top_count[lo] > 0
+            hit = parts.top_width.take(hi) - parts.top_width.take(lo) > 0
         else:
             hit = overlaps_any(self.human, parts.top)
         n = len(LABELS) + 1
