@@ -294,15 +294,15 @@ def _parsed_label_rows(he_version: tuple, mbpp_version: tuple,
     return tuple(rows), prompts
 
 
-_INSIDE = re.compile(r"\w")
+def _wordy(prompt: str, i: int) -> bool:
+    """Is ``prompt[i]`` a word character (regex ``\\w``: alphanumeric or underscore)?"""
+    return 0 <= i < len(prompt) and (prompt[i].isalnum() or prompt[i] == "_")
 
 
 def _inside_word(prompt: str, a: int, b: int) -> bool:
     """Does the span start or end in the middle of a word?"""
-    def wordy(i: int) -> bool:
-        return 0 <= i < len(prompt) and bool(_INSIDE.match(prompt[i]))
-
-    return a < b and ((wordy(a - 1) and wordy(a)) or (wordy(b) and wordy(b - 1)))
+    return a < b and ((_wordy(prompt, a - 1) and _wordy(prompt, a))
+                      or (_wordy(prompt, b) and _wordy(prompt, b - 1)))
 
 
 def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Correction] | None = None,
@@ -362,9 +362,9 @@ def _corrected(rows: list[_Row], issues: list[LabelIssue], corrections: list[Cor
 
 def _word_at(prompt: str, i: int) -> str:
     a = b = i
-    while a > 0 and _INSIDE.match(prompt[a - 1]):
+    while _wordy(prompt, a - 1):
         a -= 1
-    while b < len(prompt) and _INSIDE.match(prompt[b]):
+    while _wordy(prompt, b):
         b += 1
     return prompt[a:b]
 

@@ -75,3 +75,11 @@ def test_corrections_frame_and_counts(corrected):
 def test_unknown_correction_kind_is_refused(mirror):
     with pytest.raises(ValueError, match="unknown correction kinds"):
         dataset.load("corrected", mirror, without=("spelling",))
+
+
+def test_word_characters_are_regex_word_characters():
+    word = re.compile(r"\w")
+    text = "".join(map(chr, range(0x3000))) + "ß_é٣²½ⅷ𝟘\u200b"  # letters, digits, numerics, none
+    assert [dataset._wordy(text, i) for i in range(len(text))] == \
+        [bool(word.match(c)) for c in text]
+    assert not dataset._wordy(text, -1) and not dataset._wordy(text, len(text))
