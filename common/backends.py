@@ -263,8 +263,8 @@ class HFBackend:
         if not matches_generation(self.lm.model, pre):  # never a different greedy generation
             pre.release()
             return self.continuations([prompt], [budget])[0], None
-        cont = models.generate_from_prefill(self.lm, prompt, budget, pre.logits.detach(),
-                                            pre.generation_cache())
+        cont = models.generate_from_prefills(self.lm, [prompt], [budget], [pre.logits.detach()],
+                                             [pre.cache])[0]
         self._store(prompt, budget, cont)
         return cont, pre
 

@@ -50,7 +50,6 @@ through untouched), so do not call this concurrently from several threads.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import time
 import weakref
@@ -234,37 +233,17 @@ class Prefill:
     def length(self) -> int:
         return len(self.ids)
 
-    def generation_cache(self):
-        """A copy of the cache without the graph, for the (no-grad) generation to extend."""
-        return _detached(self.cache)
-
     def release(self) -> None:
         self.embeds = self.cache = self.logits = self.row = None
         self.released = True
-
-
-def _detached(obj):
-    """Shallow copy of a cache (and of each of its layers) with every tensor attribute detached
-    and cloned: generation appends to its copy, never to the graph's tensors."""
-    def copy_of(o):
-        new = copy.copy(o)
-        for k, v in vars(o).items():
-            if torch.is_tensor(v):
-                setattr(new, k, v.detach().clone())
-        return new
-
-    new = copy_of(obj)
-    if hasattr(obj, "layers"):
-        new.layers = [copy_of(layer) for layer in obj.layers]
-    return new
 
 
 def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: bool = True) -> Prefill:
     """One forward over the prompt ``prompt_ids`` (1-D) with the KV cache kept: the logits of the
     last prompt position (from which greedy generation takes the first token), the attention
     row of that position (``attention``) and, with ``gradients``, the graph from both back to
-    the input embeddings. Hand it to :func:`internals` after generating from
-    :meth:`Prefill.generation_cache`."""
+    the input embeddings. Hand it to :func:`internals` after generating from it
+    (:func:`common.models.generate_from_prefills`, which copies the cache without the graph)."""
     ids = prompt_ids.cpu()
     n = len(ids)
     if n < 1:
@@ -287,7 +266,7 @@ def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: 
     row = torch.stack([store[i] for i in sorted(store)]) if attention else None
     _sync(device)
     return Prefill(ids, embeds if gradients else None, cache, logits, row, gradients,
-                  time.perf_counter() - t0)
+                   time.perf_counter() - t0)
 
 
 _GENERATION_MATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

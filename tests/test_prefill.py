@@ -123,20 +123,78 @@ def first_token_eos(arch="llama"):
     return lm
 
 
+def from_prefills(lm, prompts, budgets, batch_size=None):
+    pres = [prefill(lm.model, models.encode(lm, p)) for p in prompts]
+    return models.generate_from_prefills(lm, prompts, budgets, [p.logits.detach() for p in pres],
+                                         [p.cache for p in pres], batch_size=batch_size)
+
+
 @pytest.mark.parametrize("budget", [1, 2, 5])
 def test_short_budgets_and_an_eos_first_token_equal_generate(budget):
     gpt2, eos_first = fast_model("gpt2")[1], first_token_eos()
     for lm, prompt in [(gpt2, PROMPTS[0]), (gpt2, PROMPTS[1]), (eos_first, PROMPTS[0])]:
         task = mbpp_task(prompt)
-        pre = prefill(lm.model, models.encode(lm, task.model_prompt))
-        ours = models.generate_from_prefill(lm, task.model_prompt, budget, pre.logits.detach(),
-                                            pre.generation_cache())
+        ours = from_prefills(lm, [task.model_prompt], [budget])[0]
         ref = models.generate(lm, [task.model_prompt], budget)[0]
         assert torch.equal(ours.new_ids, ref.new_ids) and ours.text == ref.text
         assert len(ours.new_ids) == (1 if lm is eos_first else budget)
     assert ours.new_ids.tolist() == [lm.tokenizer.eos_token_id]  # it stops at once
     with pytest.raises(ValueError, match="budget"):
-        models.generate_from_prefill(lm, PROMPTS[0], 0, pre.logits.detach(), pre.generation_cache())
+        from_prefills(lm, [PROMPTS[0]], [0])
+
+
+#: Prompts of 8 to 37 tokens: one batch pads most rows.
+CHUNK = [mbpp_task(PROMPTS[0]).model_prompt, "Return True if all", make_task().model_prompt,
+         mbpp_task(PROMPTS[1]).model_prompt, "Given a string s, return the first character"]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_prompts_decoded_batched_from_their_prefills_equal_generate(arch):
+    _, lm = fast_model(arch)
+    lengths = [len(models.encode(lm, p)) for p in CHUNK]
+    assert len(set(lengths)) == len(CHUNK) and max(lengths) >= 4 * min(lengths)
+    budgets = [5, 1, 9, 2, 7]
+    alone = [models.generate(lm, [p], b)[0] for p, b in zip(CHUNK, budgets)]
+    batched = models.generate(lm, CHUNK, budgets, batch_size=8)
+    for batch_size in (None, 2):  # one batch; batches of two (a row decoded alone among them)
+        ours = from_prefills(lm, CHUNK, budgets, batch_size)
+        for a, b, c, budget in zip(ours, alone, batched, budgets):
+            assert torch.equal(a.new_ids, b.new_ids) and torch.equal(a.new_ids, c.new_ids)
+            assert a.text == b.text and torch.equal(a.prompt_ids, b.prompt_ids)
+            assert len(a.new_ids) == budget  # random weights: no EOS in these few steps
+
+
+def test_an_eos_first_row_is_done_before_the_batch_decodes(monkeypatch):
+    lm = first_token_eos()
+    prompts = [mbpp_task(PROMPTS[0]).model_prompt] + CHUNK[1:3]
+    ref = models.generate(lm, prompts, 6, batch_size=8)
+    assert [len(g.new_ids) for g in ref] == [1, 6, 6]  # only the first row stops at once
+    widths = []
+    real = lm.model.generate
+    monkeypatch.setattr(lm.model, "generate",
+                        lambda **kw: widths.append(kw["input_ids"].shape) or real(**kw))
+    ours = from_prefills(lm, prompts, [6, 6, 6])
+    assert [g.new_ids.tolist() for g in ours] == [g.new_ids.tolist() for g in ref]
+    assert widths == [(2, max(len(models.encode(lm, p)) for p in prompts[1:]) + 1)]
+
+
+def test_caches_that_cannot_be_stacked_are_refused_before_decoding():
+    lm = fast_model("llama")[1]
+    pres = [prefill(lm.model, models.encode(lm, p)) for p in CHUNK[:2]]
+    lengths = [p.length for p in pres]
+    stacked = models.batched_cache([p.cache for p in pres], lengths)
+    keys = stacked.layers[0].keys
+    assert keys.shape[:3] == (2, 2, max(lengths)) and not keys.requires_grad
+    short = min(range(2), key=lengths.__getitem__)
+    pad = max(lengths) - lengths[short]
+    assert pad > 0 and not keys[short, :, :pad].any()  # the pad slots: zeros, under the mask
+    assert torch.equal(keys[short, :, pad:], pres[short].cache.layers[0].keys[0].detach())
+    pres[1].cache.layers[1].values = pres[1].cache.layers[1].values[:, :, 1:]  # a truncated layer
+    with pytest.raises(models.CacheNotBatchable, match="values"):
+        models.batched_cache([p.cache for p in pres], lengths)
+    with pytest.raises(models.CacheNotBatchable, match="values"):
+        models.generate_from_prefills(lm, CHUNK[:2], [3, 3], [p.logits.detach() for p in pres],
+                                      [p.cache for p in pres])
 
 
 def test_no_budget_and_a_full_context_use_the_old_path():
@@ -191,7 +249,7 @@ def test_a_cache_hit_has_no_prefill_and_uses_the_full_pass():
 def test_prepare_of_several_tasks_stays_batched(monkeypatch):
     lm = fast_model("llama")[1]
     calls = []
-    real, real_from_prefill = models.generate, models.generate_from_prefill
+    real, real_from_prefills = models.generate, models.generate_from_prefills
 
     def counting(lm, prompts, max_new_tokens, batch_size=1):
         calls.append((len(prompts), batch_size))
@@ -201,7 +259,7 @@ def test_prepare_of_several_tasks_stays_batched(monkeypatch):
         raise AssertionError("several tasks are generated together, not from a prefill")
 
     monkeypatch.setattr(models, "generate", counting)
-    monkeypatch.setattr(models, "generate_from_prefill", refused)
+    monkeypatch.setattr(models, "generate_from_prefills", refused)
     tasks = [mbpp_task(p, f"t/{i}") for i, p in enumerate(PROMPTS)] + [make_task()]
     for batch_size in (8, 1):
         calls.clear()
@@ -210,7 +268,7 @@ def test_prepare_of_several_tasks_stays_batched(monkeypatch):
         assert calls == [(3, batch_size)]
         assert all(backend.example(t).prefill is None for t in tasks)
     # a chunk of one task (the last of a run, or --batch-size 1) is generated from a prefill
-    monkeypatch.setattr(models, "generate_from_prefill", real_from_prefill)
+    monkeypatch.setattr(models, "generate_from_prefills", real_from_prefills)
     calls.clear()
     backend = HFBackend(lm, batch_size=8)
     backend.prepare(tasks[:1])
