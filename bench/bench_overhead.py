@@ -16,9 +16,13 @@ Per model and benchmark (first N MBPP and HumanEval tasks):
   gradient targets) and the ten methods' score reductions;
 * the ratio ours / bare: the median over ``--repeats`` interleaved repeats (bare and ours
   alternate per task, so load changes hit both), and the phase breakdown of ours;
-* batched (``--batch-size``, default 8 as the CLI): the tasks generated together, as a run of
-  several tasks does (left-padded batches, no prefill to reuse, the full internals pass per
-  task), against bare batched generation of the same prompts.
+* batched (``--batch-size``, default 8 as the CLI): the tasks prepared in chunks of that size
+  as a run of several tasks does (``HFBackend(lm, batch_size=B).prepare`` then each task's
+  example): each prompt prefilled alone with its graph kept, the chunk decoded in one
+  left-padded batch from those prefills, then each task's internals reusing its prefill (the
+  generated positions only) and the ten methods; against bare batched generation of the same
+  chunks (``models.generate``, left-padded batches). Its "own generation" is the prepare,
+  grad prefills included.
 
 With ``--memory N``: peak resident memory over the loaded model of one task's internals on an
 N-token random sequence (rows and targets 400 tokens before the end and at the end), each in a
@@ -26,12 +30,12 @@ fresh subprocess: this path (SDPA), today's gradient pass on SDPA (full logits),
 attention capture + gradient pass on an eager model.
 
 Then, not timed, the scores of this path against the previous ones: the prefill path's
-internals against the full pass (``internals`` without a prefill: max |difference| of the
-gradients relative to each target's largest component and of the attention rows, and whether
-the tokens equal ``models.generate``'s), and the full pass against the path before
-``common.internals`` (``two_step_gradients`` below: full logits, one backward per target, on the
-same SDPA model; ``capture.attention_rows`` on an eager copy): max |difference| of the saliency
-and input x gradient vectors and of the attention rows.
+internals, for tasks generated alone and in batches, against the full pass (``internals``
+without a prefill: max |difference| of the gradients relative to each target's largest
+component and of the attention rows, and whether the tokens equal ``models.generate``'s), and
+the full pass against the path before ``common.internals`` (``two_step_gradients`` below: full
+logits, one backward per target, on the same SDPA model; ``capture.attention_rows`` on an eager
+copy): max |difference| of the saliency and input x gradient vectors and of the attention rows.
 """
 
 from __future__ import annotations
@@ -169,61 +173,75 @@ def overhead(lm, tasks, device, repeats: int) -> dict:
             "phases": {k: v / total for k, v in phase_sums.items()}}
 
 
+def chunks(tasks, size: int) -> list[list]:
+    return [tasks[s:s + size] for s in range(0, len(tasks), size)]
+
+
 def batched(lm, tasks, device, batch_size: int, repeats: int) -> dict:
-    """The run loop's default for several tasks: generations batched ``batch_size`` at a time
-    (left-padded; no prefill to reuse), then the full internals pass per task, against bare
-    batched generation of the same prompts. Medians of interleaved repeats."""
-    budgets = [budget(lm, t) for t in tasks]
+    """The run loop for several tasks: chunks of ``batch_size`` prepared together (prefills
+    reused, decoding batched), then each task's internals and the ten methods, against bare
+    batched generation of the same chunks. Medians of interleaved repeats."""
+    budgets = {t.task_id: budget(lm, t) for t in tasks}
     bare_s, ours_s, gen_s = [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        models.generate(lm, [t.model_prompt for t in tasks], budgets, batch_size=batch_size)
+        for chunk in chunks(tasks, batch_size):
+            models.generate(lm, [t.model_prompt for t in chunk], [budgets[t.task_id] for t in chunk],
+                            batch_size=batch_size)
         sync(device)
         t1 = time.perf_counter()
         backend = HFBackend(lm, batch_size=batch_size)
-        backend.prepare(tasks)
-        sync(device)
-        t2 = time.perf_counter()
-        for task in tasks:
-            try:
-                backend.example(task).internals()
-            except TaskFailure:
-                continue
-            for m in METHODS:
+        prepare_s = 0.0
+        for chunk in chunks(tasks, batch_size):
+            p0 = time.perf_counter()
+            backend.prepare(chunk)
+            sync(device)
+            prepare_s += time.perf_counter() - p0
+            for task in chunk:
                 try:
-                    m.attribute(task, backend)
+                    backend.example(task).internals()
                 except TaskFailure:
-                    pass
+                    continue
+                for m in METHODS:
+                    try:
+                        m.attribute(task, backend)
+                    except TaskFailure:
+                        pass
         sync(device)
         t3 = time.perf_counter()
         bare_s.append(t1 - t0)
         ours_s.append(t3 - t1)
-        gen_s.append(t2 - t1)
+        gen_s.append(prepare_s)
     return {"bare_s": statistics.median(bare_s), "ours_s": statistics.median(ours_s),
             "ratio": statistics.median(o / b for o, b in zip(ours_s, bare_s)),
             "within": statistics.median(o / g for o, g in zip(ours_s, gen_s))}
 
 
-def compare_with_full_pass(lm, tasks) -> dict:
-    """The prefill path (a task generated alone) against ``models.generate`` + the full pass:
-    tasks with other tokens, max |difference| of the gradients (relative to each target's
-    largest component) and of the attention rows."""
-    diff = {"tasks": 0, "other tokens": 0, "gradients (relative)": 0.0, "attention rows": 0.0}
-    for task in tasks:
-        ex = HFBackend(lm, batch_size=1).example(task)
-        gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
-        diff["tasks"] += 1
-        diff["other tokens"] += int(not torch.equal(ex.continuation.new_ids, gen.new_ids))
-        if len(gen.new_ids) == 0:
-            continue
-        assert ex.prefill is not None
-        ours = ex.internals()
-        full = internals(lm.model, ex.ids, ours.rows, ours.targets)
-        for a, b in zip(ours.gradients, full.gradients):
-            d = float((a.grad - b.grad).abs().max()) / float(b.grad.abs().max())
-            diff["gradients (relative)"] = max(diff["gradients (relative)"], d)
-        d = float((ours.attention - full.attention).abs().max())
-        diff["attention rows"] = max(diff["attention rows"], d)
+def compare_with_full_pass(lm, tasks, batch_size: int = 1) -> dict:
+    """The prefill path (tasks prepared in chunks of ``batch_size``, as a run does) against
+    ``models.generate`` + the full pass: tasks with other tokens, tasks whose internals did not
+    reuse a prefill, max |difference| of the gradients (relative to each target's largest
+    component) and of the attention rows."""
+    diff = {"tasks": 0, "other tokens": 0, "no prefill": 0, "gradients (relative)": 0.0,
+            "attention rows": 0.0}
+    backend = HFBackend(lm, batch_size=batch_size)
+    for chunk in chunks(tasks, batch_size):
+        backend.prepare(chunk)
+        for task in chunk:
+            ex = backend.example(task)
+            gen = models.generate(lm, [task.model_prompt], budget(lm, task))[0]
+            diff["tasks"] += 1
+            diff["other tokens"] += int(not torch.equal(ex.continuation.new_ids, gen.new_ids))
+            if len(gen.new_ids) == 0:
+                continue
+            ours = ex.internals()
+            diff["no prefill"] += int("prefill" not in ours.timings)
+            full = internals(lm.model, ex.ids, ours.rows, ours.targets)
+            for a, b in zip(ours.gradients, full.gradients):
+                d = float((a.grad - b.grad).abs().max()) / float(b.grad.abs().max())
+                diff["gradients (relative)"] = max(diff["gradients (relative)"], d)
+            d = float((ours.attention - full.attention).abs().max())
+            diff["attention rows"] = max(diff["attention rows"], d)
     return diff
 
 
@@ -334,15 +352,18 @@ def main() -> None:
                   f"{r['within']:.3f}x); time of ours: {phases}")
             if args.batch_size > 1:
                 b = batched(lm, tasks, args.device, args.batch_size, args.repeats)
-                print(f"{bench:<9} batched ({args.batch_size} per generate, the run loop's default for "
-                      f"several tasks; no prefill reuse): bare {b['bare_s']:.2f} s, generation + ten "
+                print(f"{bench:<9} batched ({args.batch_size} per chunk, the run loop's default for "
+                      f"several tasks; prefills reused, decoding batched): bare {b['bare_s']:.2f} s, "
+                      f"generation + ten "
                       f"methods {b['ours_s']:.2f} s, ratio {b['ratio']:.3f}x (ours over its own "
                       f"generation {b['within']:.3f}x)")
         if not args.no_compare:
             all_tasks = [t for ts in benches.values() for t in ts]
-            d = compare_with_full_pass(lm, all_tasks)
-            print("prefill path vs models.generate + the full internals pass: "
-                  + ", ".join(f"{k} {v:.1e}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()))
+            for size in sorted({1, args.batch_size}):
+                d = compare_with_full_pass(lm, all_tasks, size)
+                print(f"prefill path (chunks of {size}) vs models.generate + the full internals pass: "
+                      + ", ".join(f"{k} {v:.1e}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in d.items()))
             eager = load(name, args.device, args.dtype, attn="eager")
             d = compare_with_today(lm, eager, all_tasks)
             print("full pass, max |difference| vs the path before it (two_step_gradients, "

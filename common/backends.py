@@ -18,11 +18,15 @@ Generation (both paths, one rule): greedy, budget = tokens of the reference solu
 (text and token ids), so the model-internal and the perturbation methods see the same
 continuation of a task, and a rerun never generates twice.
 
-A task whose continuation is generated alone for the model-internal methods (one task to
-prepare, not cached: ``aa.attribute``, ``--batch-size 1``) is generated from a grad-carrying
-prefill of its prompt (:func:`common.internals.prefill`, same tokens as
-:func:`common.models.generate`), which its :class:`Example`'s internals reuse, so the prompt's
-forward runs once. Several tasks are generated batched and their internals run the full pass.
+The tasks a run prepares for the model-internal methods (:meth:`HFBackend.prepare`: a chunk of
+``batch_size``, or one task for ``aa.attribute``), when not cached, are generated from a
+grad-carrying prefill of each prompt alone (:func:`common.internals.prefill`), the chunk then
+decoded in one left-padded batch over their stacked KV caches
+(:func:`common.models.generate_from_prefills`; the same tokens as
+:func:`common.models.generate`). Each :class:`Example`'s internals reuse its prefill, so the
+prompt's forward runs once. The graphs a chunk keeps until its internals run are bounded
+(:meth:`HFBackend.graph_cap`): tasks past the cap are prefilled without graph (still decoded
+from it) and their internals run the full pass, as do cache hits.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ def header(backend) -> dict:
 
 #: The families whose methods read a model's internals (attention, gradients).
 INTERNAL_FAMILIES = frozenset({"self_attention", "gradient"})
+#: Prefill graphs a chunk keeps for its tasks' internals, on a CPU (bytes; :meth:`HFBackend.graph_cap`).
+GRAPH_CAP_BYTES = 4 << 30
+#: On a CUDA device: this fraction of the free memory when the chunk is prepared.
+GRAPH_CAP_FREE_FRACTION = 0.5
 
 
 class Example:
@@ -180,6 +188,8 @@ class HFBackend:
         self.families = INTERNAL_FAMILIES
         #: budget of a prompt with no reference solution (a one-off prompt, not a benchmark task)
         self.no_reference_budget = 64
+        #: set when this model's prefill caches could not be stacked into a batch cache
+        self._unbatchable = False
         self._examples: dict[str, Example | TaskFailure] = {}
 
     def header(self) -> dict:
@@ -242,31 +252,91 @@ class HFBackend:
                 out[prompt, budget] = g
         return [out[p, b] for p, b in zip(prompts, budgets)]
 
-    def _continuation_with_prefill(self, prompt: str, budget: int):
-        """``(continuation, prefill)`` of one prompt generated alone: its greedy continuation
-        generated from a grad-carrying :func:`common.internals.prefill`, which the example's
-        internals then reuse instead of running the prompt again. The cached continuation and
-        no prefill on a cache hit, or where the prefill cannot give :func:`models.generate`'s
-        tokens (no budget, a generation config that processes logits, a model whose grad-enabled
-        prefill is not bit-identical to generation's: :func:`common.internals.matches_generation`)."""
-        hit = self._cached(prompt, budget)
-        if hit is not None:
-            return hit, None
+    def graph_cap(self) -> int:
+        """Bytes of prefill graphs a chunk may keep alive until its tasks' internals run:
+        :data:`GRAPH_CAP_BYTES` on a CPU, :data:`GRAPH_CAP_FREE_FRACTION` of the free memory
+        on a CUDA device (the internals' own passes need the rest)."""
+        device = str(getattr(self.lm, "device", "cpu"))
+        if device.startswith("cuda"):
+            import torch
+            dev = torch.device(device)
+            # Blocks torch's allocator keeps after the previous chunk are free to it, not to the driver.
+            cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+            return int((torch.cuda.mem_get_info(dev)[0] + cached) * GRAPH_CAP_FREE_FRACTION)
+        return GRAPH_CAP_BYTES
+
+    def _continuations_with_prefills(self, prompts: list[str], budgets: list[int]) -> list[tuple]:
+        """``(continuation, prefill)`` of each prompt: greedy continuations generated (batched)
+        from :func:`common.internals.prefill` of each prompt alone
+        (:func:`common.models.generate_from_prefills`), whose graphs the examples' internals then
+        reuse instead of running the prompts again. The cached continuation and no prefill on a
+        cache hit; no prefill either for a prompt generated after the chunk's graphs reached
+        :meth:`graph_cap` (prefilled without graph, for decoding only). Everything falls back to
+        :meth:`continuations` where a prefill cannot give :func:`models.generate`'s tokens (no
+        budget, a generation config that processes logits, a model whose grad-enabled prefill is
+        not bit-identical to generation's: :func:`common.internals.matches_generation`, prefill
+        caches that cannot be stacked into one batch: :class:`common.models.CacheNotBatchable`)."""
+        out: dict[tuple[str, int], tuple] = {}
+        todo, plain = [], []
+        for key in dict.fromkeys(zip(prompts, budgets)):
+            hit = self._cached(*key)
+            if hit is not None:
+                out[key] = (hit, None)
+            else:  # no budget: nothing to generate, nothing a prefill could give
+                (todo if key[1] >= 1 else plain).append(key)
+        got = self._generate_with_prefills(todo) if todo else []
+        if got is None:
+            plain, got = plain + todo, []
+        out.update(zip(todo, got))
+        if plain:
+            conts = self.continuations([p for p, _ in plain], [b for _, b in plain])
+            out.update((key, (c, None)) for key, c in zip(plain, conts))
+        return [out[key] for key in zip(prompts, budgets)]
+
+    def _generate_with_prefills(self, todo: list[tuple[str, int]]) -> list[tuple] | None:
+        """:meth:`_continuations_with_prefills` of uncached prompts with budgets; None where the
+        guards send them to plain generation (nothing stored then)."""
         from .internals import matches_generation, prefill
 
         families = self.families & INTERNAL_FAMILIES
-        if (budget < 1 or not families or not models.first_step_is_argmax(self.lm)
-                or matches_generation(self.lm.model) is False):
-            return self.continuations([prompt], [budget])[0], None
-        pre = prefill(self.lm.model, models.encode(self.lm, prompt),
-                      attention="self_attention" in families, gradients="gradient" in families)
-        if not matches_generation(self.lm.model, pre):  # never a different greedy generation
+        if (not families or not models.first_step_is_argmax(self.lm)
+                or matches_generation(self.lm.model) is False
+                or (len(todo) > 1 and self._unbatchable)):
+            return None
+        cap, kept, per_token = self.graph_cap(), 0, 0.0
+        pres = []
+        for prompt, _ in todo:
+            ids = models.encode(self.lm, prompt)
+            # The next graph is estimated from the largest per-token size seen in the chunk, so
+            # the cap is crossed by no more than that estimate's error; the first always fits.
+            keep = kept + per_token * len(ids) <= cap
+            pre = prefill(self.lm.model, ids, attention=keep and "self_attention" in families,
+                          gradients=keep and "gradient" in families)
+            kept += pre.graph_bytes
+            per_token = max(per_token, pre.graph_bytes / len(ids))
+            pres.append((pre, keep))
+            if not matches_generation(self.lm.model, pre):  # never a different greedy generation
+                return self._released(pres)
+        try:
+            conts = models.generate_from_prefills(
+                self.lm, [p for p, _ in todo], [b for _, b in todo], [pre.logits.detach() for pre, _ in pres],
+                [pre.cache for pre, _ in pres], batch_size=self.batch_size)
+        except models.CacheNotBatchable:
+            self._unbatchable = True  # a property of the model's cache: do not prefill again
+            return self._released(pres)
+        got = []
+        for (prompt, budget), cont, (pre, keep) in zip(todo, conts, pres):
+            self._store(prompt, budget, cont)
+            if not keep:
+                pre.release()
+            got.append((cont, pre if keep else None))
+        return got
+
+    @staticmethod
+    def _released(pres) -> None:
+        for pre, _ in pres:
             pre.release()
-            return self.continuations([prompt], [budget])[0], None
-        cont = models.generate_from_prefill(self.lm, prompt, budget, pre.logits.detach(),
-                                            pre.generation_cache())
-        self._store(prompt, budget, cont)
-        return cont, pre
+        return None
 
     def generate(self, prompts: list[str], reference: str) -> list[str]:
         """The generator contract: greedy continuation text of each prompt."""
@@ -293,10 +363,11 @@ class HFBackend:
     def prepare(self, tasks) -> None:
         """Generate the continuations of ``tasks`` together (batched); forget earlier tasks.
 
-        A task generated alone (one runnable task, not cached) is generated from a prefill its
-        example's internals reuse (:meth:`_continuation_with_prefill`): the prompt's forward
-        runs once, not twice. Several tasks keep batched generation (on a CPU much faster
-        than one at a time) and the full internals pass."""
+        Uncached tasks are generated from prefills of their prompts, each run alone, that
+        their examples' internals reuse (:meth:`_continuations_with_prefills`): the prompt's
+        forward runs once, not twice, and the decoding stays batched. Tasks whose prefill graph
+        would pass the chunk's :meth:`graph_cap`, cache hits, and runs the guards send to plain
+        batched generation get the full internals pass."""
         self._examples = {}
         runnable, budgets = [], []
         for task in tasks:
@@ -305,13 +376,9 @@ class HFBackend:
                 runnable.append(task)
             except TaskFailure as exc:
                 self._examples[task.task_id] = exc
-        if len(runnable) == 1:
-            cont, pre = self._continuation_with_prefill(runnable[0].model_prompt, budgets[0])
-            self._examples[runnable[0].task_id] = Example(self.lm, runnable[0], cont, self.families, pre)
-            return
-        conts = self.continuations([t.model_prompt for t in runnable], budgets)
-        for task, cont in zip(runnable, conts):
-            self._examples[task.task_id] = Example(self.lm, task, cont, self.families)
+        pairs = self._continuations_with_prefills([t.model_prompt for t in runnable], budgets)
+        for task, (cont, pre) in zip(runnable, pairs):
+            self._examples[task.task_id] = Example(self.lm, task, cont, self.families, pre)
 
     def example(self, task) -> Example:
         """The task's greedy generation and shared passes (generated now if not prepared)."""

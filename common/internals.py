@@ -11,19 +11,21 @@ and from that single pass takes
   positions ``0..q``, all targets in one batched backward pass (``is_grads_batched``: one
   vector-Jacobian product per one-hot row, vectorised, never a sum of targets).
 
-Reusing the generation's prefill: a task generated alone (``common.backends.HFBackend``) is
-generated from :func:`prefill`, a grad-enabled forward of its prompt that keeps the KV cache, the
-logits of the last prompt position P-1 (greedy generation's first token, then ``model.generate``
-continues from a detached copy of the cache: the same tokens, tested) and the attention row of
-P-1. Handed to :func:`internals`, it gives the rows and targets at P-1 (the reading stage of both
-families under the unified definitions) without running the prompt again; later rows and targets
-come from one pass over P..stop-1 on top of its cache, whose keys and values carry their gradient
-back into the prompt's embeddings. One batched backward then runs over both embedding leaves (a
-prompt position's gradient is the sum through both paths) and the result equals the full pass to
-float tolerance (tested on every tiny architecture). A prefill is single use (the continuation
-pass extends its cache) and released by the call; rows or targets before P-1, a prefill without
-the needed row or graph, or none at all (a generation-cache hit, batched generation) run the full
-pass.
+Reusing the generation's prefill: a task generated for the model-internal methods
+(``common.backends.HFBackend``, alone or in a batch) is generated from :func:`prefill`, a
+grad-enabled forward of its prompt alone that keeps the KV cache, the logits of the last prompt
+position P-1 (greedy generation's first token, then ``model.generate`` continues from a detached
+copy of the cache, left-padded into one batch cache when several prompts decode together: the
+same tokens, tested) and the attention row of P-1. Handed to :func:`internals`, it gives the rows
+and targets at P-1 (the reading stage of both families under the unified definitions) without
+running the prompt again; later rows and targets come from one pass over P..stop-1 on top of its
+cache, whose keys and values carry their gradient back into the prompt's embeddings. One batched
+backward then runs over both embedding leaves (a prompt position's gradient is the sum through
+both paths) and the result equals the full pass to float tolerance (tested on every tiny
+architecture). A prefill is single use (the continuation pass extends its cache) and released by
+the call; rows or targets before P-1, a prefill without the needed row or graph, or none at all
+(a generation-cache hit, a task past the chunk's graph memory cap, generation without a prefill)
+run the full pass.
 
 Logits are computed only at the target positions: the base model gives hidden states and the
 LM head (``get_output_embeddings()``) is applied to those few rows, not to every position over
@@ -50,7 +52,6 @@ through untouched), so do not call this concurrently from several threads.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import time
 import weakref
@@ -228,43 +229,53 @@ class Prefill:
     row: torch.Tensor | None
     gradients: bool
     seconds: float = 0.0
+    #: bytes the graph saves for the backward (distinct storages, parameters excluded; 0
+    #: without ``gradients``): what keeping this prefill until its internals costs in memory
+    graph_bytes: int = 0
     released: bool = False
 
     @property
     def length(self) -> int:
         return len(self.ids)
 
-    def generation_cache(self):
-        """A copy of the cache without the graph, for the (no-grad) generation to extend."""
-        return _detached(self.cache)
-
     def release(self) -> None:
         self.embeds = self.cache = self.logits = self.row = None
         self.released = True
 
 
-def _detached(obj):
-    """Shallow copy of a cache (and of each of its layers) with every tensor attribute detached
-    and cloned: generation appends to its copy, never to the graph's tensors."""
-    def copy_of(o):
-        new = copy.copy(o)
-        for k, v in vars(o).items():
-            if torch.is_tensor(v):
-                setattr(new, k, v.detach().clone())
-        return new
+class _SavedBytes:
+    """Saved-tensors hooks summing the bytes a forward keeps for its backward: each distinct
+    storage once, the model's parameters (alive anyway) not counted."""
 
-    new = copy_of(obj)
-    if hasattr(obj, "layers"):
-        new.layers = [copy_of(layer) for layer in obj.layers]
-    return new
+    def __init__(self, model):
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.seen: set[int] = set()
+        self.total = 0
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+            key, size = storage.data_ptr(), storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # no plain storage: count the tensor itself
+            key, size = None, t.numel() * t.element_size()
+        if key is None or (key not in self.params and key not in self.seen):
+            if key is not None:
+                self.seen.add(key)
+            self.total += size
+        return t.detach()  # not t: the graph holding its own output would be a reference cycle
+
+    @staticmethod
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
 
 
 def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: bool = True) -> Prefill:
     """One forward over the prompt ``prompt_ids`` (1-D) with the KV cache kept: the logits of the
     last prompt position (from which greedy generation takes the first token), the attention
     row of that position (``attention``) and, with ``gradients``, the graph from both back to
-    the input embeddings. Hand it to :func:`internals` after generating from
-    :meth:`Prefill.generation_cache`."""
+    the input embeddings (its size in :attr:`Prefill.graph_bytes`). Hand it to :func:`internals`
+    after generating from it (:func:`common.models.generate_from_prefills`, which copies the
+    cache without the graph)."""
     ids = prompt_ids.cpu()
     n = len(ids)
     if n < 1:
@@ -274,8 +285,11 @@ def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: 
     _check_head(model, seq, device)
     store: dict[int, torch.Tensor] = {}
     capture = _capture_rows(model, [n - 1], store) if attention else contextlib.nullcontext()
+    saved = _SavedBytes(model)
+    hooks = (torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack) if gradients
+             else contextlib.nullcontext())
     t0 = time.perf_counter()
-    with capture, torch.set_grad_enabled(gradients):
+    with capture, hooks, torch.set_grad_enabled(gradients):
         embeds = model.get_input_embeddings()(seq[None]).detach()
         if gradients:
             embeds.requires_grad_(True)
@@ -287,7 +301,7 @@ def prefill(model, prompt_ids: torch.Tensor, attention: bool = True, gradients: 
     row = torch.stack([store[i] for i in sorted(store)]) if attention else None
     _sync(device)
     return Prefill(ids, embeds if gradients else None, cache, logits, row, gradients,
-                  time.perf_counter() - t0)
+                   time.perf_counter() - t0, graph_bytes=saved.total)
 
 
 _GENERATION_MATCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -12,6 +12,7 @@ says so.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import os
@@ -409,33 +410,165 @@ _STEP_NEUTRAL = {"guidance_scale": (None, 1, 1.0), "sequence_bias": (None,), "mi
 def first_step_is_argmax(lm: LoadedModel) -> bool:
     """Whether :func:`generate`'s first token is the plain argmax of the last prompt position's
     logits: no field of the model's generation config adds a logits processor. Only then can
-    :func:`generate_from_prefill` take the first token itself."""
+    :func:`generate_from_prefills` take the first token itself."""
     config = getattr(lm.model, "generation_config", None)
     return all(getattr(config, k, None) in neutral for k, neutral in _STEP_NEUTRAL.items())
 
 
-def generate_from_prefill(lm: LoadedModel, prompt: str, budget: int, logits, cache) -> Continuation:
-    """:func:`generate`'s continuation of one prompt, from a prefill run elsewhere: ``logits``
-    (float32) of the last prompt position and ``cache``, the prompt's KV cache without graph
-    (generation appends to it). The first token is their argmax (callers check
-    :func:`first_step_is_argmax`); ``model.generate`` with :func:`generate`'s settings
-    continues from prompt + that token over the cache. Same tokens as :func:`generate`
-    (tested): the prompt's keys and values and its last logits are the same numbers."""
+class CacheNotBatchable(ValueError):
+    """Prefill caches that cannot be stacked into one left-padded batch cache (a layer that is
+    not a plain ``(1, heads, P, head_dim)`` key/value store, e.g. a sliding window)."""
+
+
+def detached_cache(cache):
+    """Shallow copy of a cache (and of each of its layers) with every tensor attribute detached
+    and cloned: generation appends to its copy, never to a prefill graph's tensors."""
     import torch
 
-    if budget < 1:
-        raise ValueError(f"generate_from_prefill() needs a budget of at least 1, not {budget}")
-    prompt_ids = encode(lm, prompt)
-    first = int(torch.argmax(logits))
-    new = torch.tensor([first], dtype=torch.long)
-    if budget > 1 and first not in _eos_ids(lm):
-        seq = torch.cat([prompt_ids, new])[None].to(lm.device)
+    def copy_of(o):
+        new = copy.copy(o)
+        for k, v in vars(o).items():
+            if torch.is_tensor(v):
+                setattr(new, k, v.detach().clone())
+        return new
+
+    new = copy_of(cache)
+    if hasattr(cache, "layers"):
+        new.layers = [copy_of(layer) for layer in cache.layers]
+    return new
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) is True
+    except Exception:  # objects without a plain equality (arrays, streams): not provably the same
+        return False
+
+
+def _check_batchable(caches: list, lengths: list[int]) -> None:
+    """Raise :class:`CacheNotBatchable` unless every cache is the same kind of layered cache whose
+    layers hold only ``(1, *, P, *)`` tensors (P: the row's prompt length) besides attributes
+    equal across the rows: only then is left-padding each tensor to the longest prompt the
+    cache ``model.generate`` would have built for the padded batch, up to the masked slots."""
+    import torch
+
+    first = caches[0]
+    if not isinstance(getattr(first, "layers", None), list):
+        raise CacheNotBatchable(f"{type(first).__name__} has no list of layers")
+    for cache in caches:
+        if type(cache) is not type(first) or len(cache.layers) != len(first.layers):
+            raise CacheNotBatchable("prefill caches of different kinds")
+        if vars(cache).keys() != vars(first).keys() or not all(
+                _same(v, vars(first)[k]) for k, v in vars(cache).items() if k != "layers"):
+            raise CacheNotBatchable(f"{type(cache).__name__}: cache settings differ between prompts")
+    for index, layer0 in enumerate(first.layers):
+        if getattr(layer0, "is_sliding", False):  # keeps only a window: P slots are not P tokens
+            raise CacheNotBatchable(f"layer {index} ({type(layer0).__name__}) is a sliding window")
+        names = vars(layer0).keys()
+        for cache, p in zip(caches, lengths):
+            layer = cache.layers[index]
+            if type(layer) is not type(layer0) or vars(layer).keys() != names:
+                raise CacheNotBatchable(f"layer {index}: layers of different kinds")
+            for k, v in vars(layer).items():
+                ref = vars(layer0)[k]
+                if not torch.is_tensor(v):
+                    if torch.is_tensor(ref) or not _same(v, ref):
+                        raise CacheNotBatchable(f"layer {index} ({type(layer).__name__}): {k} differs "
+                                                f"between prompts")
+                elif (not torch.is_tensor(ref) or v.dim() != 4 or v.shape[0] != 1 or v.shape[2] != p
+                      or v.shape[1] != ref.shape[1] or v.shape[3] != ref.shape[3]
+                      or v.dtype != ref.dtype or v.device != ref.device):
+                    raise CacheNotBatchable(f"layer {index} ({type(layer).__name__}): {k} of shape "
+                                            f"{tuple(v.shape)} is not (1, heads, {p}, head_dim)")
+
+
+def batched_cache(caches: list, lengths: list[int]):
+    """One left-padded batch cache from the caches of single prompts of ``lengths`` tokens (never
+    modified; graphs are not carried): each layer tensor zero-padded on the left to the longest
+    prompt, the rows stacked. Zeros sit where a padded batch has its pad tokens' keys and values,
+    which the attention mask hides. One cache is just copied (nothing to pad: any cache kind);
+    several that cannot be stacked raise :class:`CacheNotBatchable`."""
+    if len(caches) != len(lengths) or not caches:
+        raise ValueError(f"{len(caches)} caches for {len(lengths)} lengths")
+    if len(caches) == 1:
+        return detached_cache(caches[0])
+    _check_batchable(caches, lengths)
+    import torch
+
+    width = max(lengths)
+
+    def stacked(objs, template):
+        new = copy.copy(template)
+        for k, v in vars(template).items():
+            if torch.is_tensor(v):
+                out = v.new_zeros((len(objs), v.shape[1], width, v.shape[3]))
+                for r, (o, p) in enumerate(zip(objs, lengths)):
+                    out[r, :, width - p:] = getattr(o, k).detach()[0]
+                setattr(new, k, out)
+        return new
+
+    new = copy.copy(caches[0])
+    new.layers = [stacked([c.layers[i] for c in caches], layer) for i, layer in enumerate(caches[0].layers)]
+    return new
+
+
+def generate_from_prefills(lm: LoadedModel, prompts: list[str], budgets: list[int], logits: list,
+                           caches: list, batch_size: int | None = None) -> list[Continuation]:
+    """:func:`generate`'s continuations of prompts whose prefills ran elsewhere, each alone:
+    ``logits`` (float32) of each prompt's last position and ``caches``, its KV cache (left
+    untouched; graphs are not followed). Each first token is the argmax of its logits (callers
+    check :func:`first_step_is_argmax`); rows whose first token is EOS or whose budget is 1 are
+    done there. The others are decoded in batches of ``batch_size`` (default: all), sorted by
+    prompt length like :func:`generate`: ``model.generate`` with its settings continues from the
+    left-padded prompts + first tokens over one :func:`batched_cache` of the batch, each row cut
+    at its budget and first EOS. Same tokens as :func:`generate` at any batch size (tested): a
+    row's prompt keys and values, last logits and positions (from the attention mask) are its
+    unpadded prefill's. Prefill caches that cannot be stacked raise :class:`CacheNotBatchable`
+    before anything is decoded."""
+    import torch
+
+    n = len(prompts)
+    if not (len(budgets) == len(logits) == len(caches) == n):
+        raise ValueError(f"{n} prompts, {len(budgets)} budgets, {len(logits)} logits, {len(caches)} caches")
+    if any(b < 1 for b in budgets):
+        raise ValueError(f"generate_from_prefills() needs budgets of at least 1, not {min(budgets)}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    encoded = [encode(lm, p) for p in prompts]
+    first = [int(torch.argmax(x)) for x in logits]
+    eos = _eos_ids(lm)
+    out: list[Continuation | None] = [None] * n
+    todo = []
+    for i in range(n):
+        if budgets[i] == 1 or first[i] in eos:
+            out[i] = _continuation(lm, encoded[i], torch.tensor([first[i]]), prompts[i], budgets[i])
+        else:
+            todo.append(i)
+    order = sorted(todo, key=lambda i: len(encoded[i]))
+    size = batch_size or max(len(order), 1)
+    groups = [order[s:s + size] for s in range(0, len(order), size)]
+    for group in groups:  # refuse before decoding any batch, so no work is half done
+        if len(group) > 1:
+            _check_batchable([caches[i] for i in group], [len(encoded[i]) for i in group])
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    for group in groups:
+        width = max(len(encoded[i]) for i in group)
+        input_ids = torch.full((len(group), width + 1), pad, dtype=torch.long)
+        mask = torch.zeros((len(group), width + 1), dtype=torch.long)
+        for r, i in enumerate(group):
+            p = len(encoded[i])
+            input_ids[r, width - p:width] = encoded[i]
+            input_ids[r, width] = first[i]
+            mask[r, width - p:] = 1
+        cache = batched_cache([caches[i] for i in group], [len(encoded[i]) for i in group])
         with torch.no_grad():
-            seqs = lm.model.generate(input_ids=seq, attention_mask=torch.ones_like(seq),
-                                     max_new_tokens=budget - 1, **{cache_kwarg(lm.model.forward): cache},
-                                     **_greedy(lm))
-        new = seqs[0, len(prompt_ids):].cpu()
-    return _continuation(lm, prompt_ids, new[:budget], prompt, budget)
+            seqs = lm.model.generate(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),
+                                     max_new_tokens=max(budgets[i] for i in group) - 1,
+                                     **{cache_kwarg(lm.model.forward): cache}, **_greedy(lm))
+        new_all = seqs[:, width:].cpu()  # the first token, then the decoded ones
+        for r, i in enumerate(group):
+            out[i] = _continuation(lm, encoded[i], new_all[r, :budgets[i]], prompts[i], budgets[i])
+    return out  # type: ignore[return-value]
 
 
 def cache_kwarg(forward) -> str:

@@ -98,19 +98,19 @@ def test_coding_methods_score_when_a_body_is_generated(tmp_path, tasks, monkeypa
     lm = tiny_model("llama")
     real = models.generate
 
-    real_from_prefill = models.generate_from_prefill
+    real_from_prefills = models.generate_from_prefills
     body = torch.tensor(lm.tokenizer("\n    return sorted(x)\n\nprint(1)")["input_ids"])
 
     def with_body(lm, prompts, budgets, batch_size=1):
         gens = real(lm, prompts, budgets, batch_size)
         return [dataclasses.replace(g, new_ids=body, text=lm.tokenizer.decode(body)) for g in gens]
 
-    def from_prefill_with_body(lm, *args):  # batch size 1: tasks are generated from a prefill
-        g = real_from_prefill(lm, *args)
-        return dataclasses.replace(g, new_ids=body, text=lm.tokenizer.decode(body))
+    def from_prefills_with_body(lm, *args, **kwargs):  # tasks are generated from their prefills
+        gens = real_from_prefills(lm, *args, **kwargs)
+        return [dataclasses.replace(g, new_ids=body, text=lm.tokenizer.decode(body)) for g in gens]
 
     monkeypatch.setattr(models, "generate", with_body)
-    monkeypatch.setattr(models, "generate_from_prefill", from_prefill_with_body)
+    monkeypatch.setattr(models, "generate_from_prefills", from_prefills_with_body)
     summary = run(lm, tasks, tmp_path, family="self_attention")
     assert summary.failed == {} and summary.scored["coding_last"] == 3
     _, recs = records(summary.paths["coding_last"])
