@@ -60,13 +60,24 @@ def _stop_words() -> frozenset[str]:
 
 
 def _words(ds) -> dict[str, np.ndarray]:
-    return dict(_region_words(tuple((p, t.region) for p, t in ds.prompts().items())))
+    """Prompt -> its region's word spans."""
+    split = _split(ds)
+    return {p: split[p, t.region][0] for p, t in ds.prompts().items()}
+
+
+def _split(ds) -> dict[tuple[str, tuple[int, int]], tuple[np.ndarray, list[str]]]:
+    """(prompt, region) of every task -> the region's word spans and lower-cased words."""
+    return _region_words(tuple(dict.fromkeys((t.prompt, t.region) for t in ds.tasks)))
 
 
 @lru_cache(maxsize=4)
-def _region_words(prompts: tuple[tuple[str, tuple[int, int]], ...]) -> tuple:
+def _region_words(regions: tuple[tuple[str, tuple[int, int]], ...]) -> dict:
     # the three baselines and both label versions share the prompts: split them once
-    return tuple((p, code_units.words(p, region)) for p, region in prompts)
+    out = {}
+    for p, region in regions:
+        spans = code_units.words(p, region)
+        out[p, region] = (spans, [p[a:b].lower() for a, b in spans.tolist()])
+    return out
 
 
 def first_k(ds) -> dict[str, PromptScores]:
@@ -79,10 +90,10 @@ def first_k(ds) -> dict[str, PromptScores]:
 
 def document_frequency(ds) -> Counter:
     """Lower-cased word -> number of tasks (all 1,138) whose scored region contains it."""
+    split = _split(ds)
     df: Counter = Counter()
     for t in ds.tasks:
-        a, b = t.region
-        df.update({m.group().lower() for m in code_units.WORD.finditer(t.prompt[a:b])})
+        df.update(set(split[t.prompt, t.region][1]))
     return df
 
 
@@ -92,10 +103,12 @@ def rare_words(ds) -> dict[str, PromptScores]:
     df = document_frequency(ds)
     stop = _stop_words()
     floor = -float(len(ds.tasks) + 1)
+    split = _split(ds)
     out = {}
-    for p, w in _words(ds).items():
-        scores = [floor if (word := p[a:b].lower()) in stop else -float(df[word]) for a, b in w]
-        out[p] = PromptScores(w, np.asarray(scores, dtype=np.float64))
+    for p, t in ds.prompts().items():
+        spans, lower = split[p, t.region]
+        scores = [floor if word in stop else -float(df[word]) for word in lower]
+        out[p] = PromptScores(spans, np.asarray(scores, dtype=np.float64))
     return out
 
 

@@ -420,10 +420,6 @@ def _humaneval_problems() -> dict[str, dict]:
         return {p["task_id"]: p for p in map(json.loads, f)}
 
 
-def _mbpp_problems(path: Path) -> dict[str, dict]:
-    return _parsed_mbpp_problems(_version(path))
-
-
 @cache
 def _parsed_mbpp_problems(version: tuple) -> dict[str, dict]:
     path = Path(version[0])
@@ -442,6 +438,11 @@ _DEF = re.compile(r"^def\s+(\w+)\s*\(", re.M)
 
 
 _CALLED = re.compile(r"\b(\w+)\s*\(")
+
+
+@cache  # both label versions build their tasks from one file version
+def _mbpp_entry_points(version: tuple) -> dict[str, str | None]:
+    return {tid: _mbpp_entry_point(p) for tid, p in _parsed_mbpp_problems(version).items()}
 
 
 def _mbpp_entry_point(problem: dict) -> str | None:
@@ -484,7 +485,8 @@ def _load(labels: str, mirror: str, without: tuple[str, ...] = ()) -> Dataset:
     else:
         keywords = _published(rows, files[PUBLISHED_SPANS], prompts)
     he = _humaneval_problems()
-    mb = _mbpp_problems(files[MBPP_JSONL])
+    mbpp_version = _version(files[MBPP_JSONL])
+    mb, mb_entry = _parsed_mbpp_problems(mbpp_version), _mbpp_entry_points(mbpp_version)
 
     tasks, seen = [], set()
     for r in [_Row(b, t, p, "", "", (0, 0), "", 0) for p, (b, t) in prompts.items()] + rows:
@@ -503,7 +505,7 @@ def _load(labels: str, mirror: str, without: tuple[str, ...] = ()) -> Dataset:
             if p is None:
                 raise DatasetError(f"{MBPP_CSV}: {r.task_id} is not an MBPP task")
             test_list = tuple(p["test_list"])
-            ref, entry = p["code"], _mbpp_entry_point(p)
+            ref, entry = p["code"], mb_entry[r.task_id]
             test = "\n".join([p.get("test_setup_code", ""), *test_list]) + "\n"
         tasks.append(Task(r.benchmark, r.task_id, r.prompt, scored_region(r.benchmark, r.prompt),
                           tuple(keywords.get(r.prompt, ())), ref, test, entry, test_list))

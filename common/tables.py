@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import baselines, dataset, paths, results, stats
-from .metrics import KS, LabelIndex, Ranked, Scorer
+from .metrics import KS, STAT_FIELDS, LabelIndex, Ranked, Scorer
 
 MODES = ("paper", "corrected")
 LABELS_OF_MODE = {"paper": "published", "corrected": "corrected"}
@@ -164,7 +164,7 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
     labelled prompts, drawn from ``seed``; the same resamples for every cell, so intervals of
     one mode are paired) and, with ``with_baselines``, the three baselines as model ``baseline``."""
     ks = tuple(ks)
-    rows, bench_rows, cov_rows = [], [], []
+    rows, bench_rows, bench_sums, cov_rows = [], [], [], []
     prompt_stats, prompt_lists, sizes = {}, {}, {}
     for mode, mode_entries in entries.items():
         ds, index = labels_of(mode, mirror)
@@ -202,10 +202,12 @@ def compute(entries: dict[str, list[Entry]], ks: Iterable[int] = KS, mirror=None
                     if n_scored == 0:
                         continue
                     for k in ks:
-                        m = stats.metrics_of(prompt_stats[mode, e.model, e.method, k][rows_of_b]
-                                             .sum(axis=0))
-                        bench_rows.append((mode, b, e.model, e.method, k, *(float(m[x]) for x in METRICS),
-                                           n_scored))
+                        bench_rows.append((mode, b, e.model, e.method, k, n_scored))
+                        bench_sums.append(prompt_stats[mode, e.model, e.method, k][rows_of_b].sum(axis=0))
+    # every benchmark row's metrics in one vectorised call (elementwise: the same numbers)
+    m = stats.metrics_of(np.asarray(bench_sums).reshape(-1, len(STAT_FIELDS)))
+    bench_rows = [(*row[:5], *(float(m[x][i]) for x in METRICS), row[5])
+                  for i, row in enumerate(bench_rows)]
     metrics_cols = list(METRICS)
     table2 = pd.DataFrame(rows, columns=["mode", "model", "method", "k", *metrics_cols])
     boot = _bootstrap_cells(table2, prompt_stats, prompt_lists, resamples, seed)
