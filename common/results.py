@@ -470,10 +470,13 @@ def _write_located(path: Path, spaceless: bool, flat: LocatedUnits) -> None:
         at += len(blobs[-1])
     header = json.dumps({"stamp": _stamp(path), "arrays": layout, "bytes": at}).encode()
     header += b" " * (-(len(header) + 1) % _ALIGN) + b"\n"
+    cache = _located_path(path, spaceless)
     try:
-        with atomic_path(_located_path(path, spaceless)) as tmp, open(tmp, "wb") as f:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             f.write(header)
             f.writelines(blobs)
+        # the format-3 cache this one replaces (an npz of about 1 MB per result)
+        cache.with_name(cache.name + ".npz").unlink(missing_ok=True)
     except OSError:
         pass  # a read-only data folder: no cache, the next load locates again
 

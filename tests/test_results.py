@@ -129,9 +129,11 @@ def test_located_units_are_cached_and_revalidated(tmp_path):
     path.write_bytes(pickle.dumps({prompt: [("Write", np.float32(0.5)), ("sort", 0.25), ("list", 0.125)]}))
     fresh = AttributionResult.from_published(path, cache=False)
     assert not list(tmp_path.glob("*.located*"))
+    legacy = tmp_path / "saliency_reading_tiny.pkl.located.npz"  # a format-3 cache: replaced
+    legacy.write_bytes(b"old")
     first = AttributionResult.from_published(path)
     cache = tmp_path / "saliency_reading_tiny.pkl.located"
-    assert cache.is_file()
+    assert cache.is_file() and not legacy.exists()
     again = AttributionResult.from_published(path)  # from the cache
     for r in (first, again):
         assert r.prompts[prompt].spans.tolist() == fresh.prompts[prompt].spans.tolist() == [[0, 5], [20, 24],
