@@ -212,8 +212,11 @@ def batched(lm, tasks, device, batch_size: int, repeats: int) -> dict:
         bare_s.append(t1 - t0)
         ours_s.append(t3 - t1)
         gen_s.append(prepare_s)
+    ratios = [o / b for o, b in zip(ours_s, bare_s)]
+    # each repeat and bare time printed too: bare batched generation alone varies by 10-20%
+    # between repeats on a shared machine
     return {"bare_s": statistics.median(bare_s), "ours_s": statistics.median(ours_s),
-            "ratio": statistics.median(o / b for o, b in zip(ours_s, bare_s)),
+            "ratio": statistics.median(ratios), "ratios": ratios, "bare_each": bare_s,
             "within": statistics.median(o / g for o, g in zip(ours_s, gen_s))}
 
 
@@ -355,7 +358,9 @@ def main() -> None:
                 print(f"{bench:<9} batched ({args.batch_size} per chunk, the run loop's default for "
                       f"several tasks; prefills reused, decoding batched): bare {b['bare_s']:.2f} s, "
                       f"generation + ten "
-                      f"methods {b['ours_s']:.2f} s, ratio {b['ratio']:.3f}x (ours over its own "
+                      f"methods {b['ours_s']:.2f} s, ratio {b['ratio']:.3f}x (repeats "
+                      f"{', '.join(f'{x:.3f}' for x in b['ratios'])}; bare per repeat "
+                      f"{', '.join(f'{x:.2f}' for x in b['bare_each'])} s; ours over its own "
                       f"generation {b['within']:.3f}x)")
         if not args.no_compare:
             all_tasks = [t for ts in benches.values() for t in ts]
