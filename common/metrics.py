@@ -178,9 +178,7 @@ class LabelIndex:
         ``unit_owner``) scored on the prompts ``positions``: reused for equal units on the same
         prompts (the methods of one model), found by a cheap fingerprint and checked in full."""
         n = len(units)
-        chosen = np.zeros(len(self.prompts), dtype=bool)
-        chosen[positions] = True
-        key = (np.packbits(chosen).tobytes(), n,
+        key = (self._chosen(positions)[1], n,
                tuple(units[[0, n // 2, n - 1]].ravel().tolist()) if n else ())
         for g in self._geometries.get(key, ()):
             if np.array_equal(g.units, units):  # equal units have equal owners
@@ -191,6 +189,12 @@ class LabelIndex:
         self._geometries.setdefault(key, []).append(g)
         return g
 
+    def _chosen(self, positions: np.ndarray) -> tuple[np.ndarray, bytes]:
+        """The prompts at ``positions`` as a mask over the index, and as a compact cache key."""
+        chosen = np.zeros(len(self.prompts), dtype=bool)
+        chosen[positions] = True
+        return chosen, np.packbits(chosen).tobytes()
+
     def subset(self, positions: np.ndarray) -> tuple:
         """Human spans, kinds, distinct spans, their :class:`_Cover`, each human span's label
         code (its position in ``LABELS``) and its index among the distinct spans, for some
@@ -198,9 +202,7 @@ class LabelIndex:
 
         Cached: every published result covers the same prompts, so this is built once.
         """
-        chosen = np.zeros(len(self.prompts), dtype=bool)
-        chosen[positions] = True
-        key = np.packbits(chosen).tobytes()
+        chosen, key = self._chosen(positions)
         if key not in self._subsets:
             keep = chosen[self.owner]
             unique, inverse = _unique_rows(self.spans[keep])
@@ -346,7 +348,7 @@ class _Geometry:
 
     def __init__(self, index: LabelIndex, units: np.ndarray, unit_owner: np.ndarray,
                  positions: np.ndarray):
-        self.units, self.positions = units, positions
+        self.units = units
         (self.human, self.human_kinds, self.human_unique, self.human_cover, self._kind_codes,
          self._human_to_unique) = index.subset(positions)
         self._any_empty = bool((units[:, 1] == units[:, 0]).any())
