@@ -349,21 +349,11 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
         raise ValueError(f"{len(prompts)} prompts but {len(budgets)} budgets")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-    tok = lm.tokenizer
     encoded = [encode(lm, p) for p in prompts]
     out: list[Continuation | None] = [None] * len(prompts)
-    # Similar lengths batched together waste less compute on padding.
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    for s in range(0, len(order), batch_size):
-        chunk = order[s:s + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, i in enumerate(chunk):
-            n = len(encoded[i])
-            input_ids[r, width - n:] = encoded[i]
-            mask[r, width - n:] = 1
+    for chunk in _by_length(range(len(prompts)), encoded, batch_size):
+        input_ids, mask = _left_padded([encoded[i] for i in chunk], _pad_id(lm))
+        width = input_ids.shape[1]
         budget = max(budgets[i] for i in chunk)
         if budget > 0:
             with torch.no_grad():
@@ -378,11 +368,34 @@ def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | list[int
     return out  # type: ignore[return-value]
 
 
+def _by_length(rows, encoded: list, batch_size: int) -> list[list[int]]:
+    """``rows`` in batches of ``batch_size``, by prompt length: similar lengths batched
+    together waste less compute on padding."""
+    order = sorted(rows, key=lambda i: len(encoded[i]))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def _pad_id(lm: LoadedModel) -> int:
+    return lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+
+
+def _left_padded(rows: list, pad: int):
+    """``(ids, mask)``, each ``(len(rows), longest)``: the 1-D token tensors ``rows``
+    left-padded with ``pad``, the mask 1 on their tokens."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = r
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
 def _greedy(lm: LoadedModel) -> dict:
     """``model.generate`` settings of the study's decoding: greedy, nothing else."""
-    tok = lm.tokenizer
-    return dict(do_sample=False, num_beams=1, min_new_tokens=0,
-                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+    return dict(do_sample=False, num_beams=1, min_new_tokens=0, pad_token_id=_pad_id(lm),
                 eos_token_id=sorted(_eos_ids(lm)) or None, temperature=None, top_p=None, top_k=None,
                 repetition_penalty=None, no_repeat_ngram_size=None, bad_words_ids=None)
 
@@ -490,9 +503,15 @@ def batched_cache(caches: list, lengths: list[int]):
     several that cannot be stacked raise :class:`CacheNotBatchable`."""
     if len(caches) != len(lengths) or not caches:
         raise ValueError(f"{len(caches)} caches for {len(lengths)} lengths")
+    if len(caches) > 1:
+        _check_batchable(caches, lengths)
+    return _stacked_cache(caches, lengths)
+
+
+def _stacked_cache(caches: list, lengths: list[int]):
+    """:func:`batched_cache` of caches already checked (:func:`_check_batchable`)."""
     if len(caches) == 1:
         return detached_cache(caches[0])
-    _check_batchable(caches, lengths)
     import torch
 
     width = max(lengths)
@@ -544,23 +563,16 @@ def generate_from_prefills(lm: LoadedModel, prompts: list[str], budgets: list[in
             out[i] = _continuation(lm, encoded[i], torch.tensor([first[i]]), prompts[i], budgets[i])
         else:
             todo.append(i)
-    order = sorted(todo, key=lambda i: len(encoded[i]))
-    size = batch_size or max(len(order), 1)
-    groups = [order[s:s + size] for s in range(0, len(order), size)]
+    groups = _by_length(todo, encoded, batch_size or max(len(todo), 1))
     for group in groups:  # refuse before decoding any batch, so no work is half done
         if len(group) > 1:
             _check_batchable([caches[i] for i in group], [len(encoded[i]) for i in group])
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     for group in groups:
-        width = max(len(encoded[i]) for i in group)
-        input_ids = torch.full((len(group), width + 1), pad, dtype=torch.long)
-        mask = torch.zeros((len(group), width + 1), dtype=torch.long)
-        for r, i in enumerate(group):
-            p = len(encoded[i])
-            input_ids[r, width - p:width] = encoded[i]
-            input_ids[r, width] = first[i]
-            mask[r, width - p:] = 1
-        cache = batched_cache([caches[i] for i in group], [len(encoded[i]) for i in group])
+        # each prompt and its first token; the cache holds the prompts, padded alike
+        input_ids, mask = _left_padded([torch.cat([encoded[i], torch.tensor([first[i]])]) for i in group],
+                                       _pad_id(lm))
+        width = input_ids.shape[1] - 1
+        cache = _stacked_cache([caches[i] for i in group], [len(encoded[i]) for i in group])
         with torch.no_grad():
             seqs = lm.model.generate(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),
                                      max_new_tokens=max(budgets[i] for i in group) - 1,
